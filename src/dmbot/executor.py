@@ -1,0 +1,228 @@
+"""Runs what the outbox holds: notifications first, then mark_read, then delete.
+
+Each outbox row is closed exactly once: `done` (also when the server answers 404, which for
+read and delete means it is already so), `dropped` (quiet hours said drop, or a notifier was
+removed from the rules), or `failed` (given up after `give_up_after`, or refused for good).
+Anything transient is retried with exponential backoff and full jitter. A notifier's targets
+are tracked one by one, so a retry never sends again to a target that already got it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+
+from dmbot import delivery
+from dmbot.actions import Notify
+from dmbot.clock import Clock
+from dmbot.mastodon import AuthError, MastodonClient, NotFound, PermanentError, TransientError
+from dmbot.notifiers import NotifierConfig
+from dmbot.notify import Notifier
+from dmbot.store import OutboxItem, Store
+
+
+@dataclass
+class ExecutionResult:
+    done: int = 0
+    retried: int = 0
+    failed: int = 0
+    dropped: int = 0
+    held: int = 0
+
+
+def target_id(url: str) -> str:
+    """How a delivered target is remembered in the state file: never the URL (it has secrets)."""
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        client: MastodonClient,
+        store: Store,
+        clock: Clock,
+        notifier: Notifier,
+        notifiers: Callable[[], Mapping[str, NotifierConfig]],
+        dry_run: bool = False,
+        give_up_after: timedelta = timedelta(hours=24),
+        rng: random.Random | None = None,
+        logger: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._clock = clock
+        self._notifier = notifier
+        self._notifiers = notifiers
+        self._dry_run = dry_run
+        self._give_up_after = give_up_after
+        self._rng = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
+        self._log = logger or structlog.get_logger("dmbot.executor")
+
+    async def run(self) -> ExecutionResult:
+        result = ExecutionResult()
+        now = self._clock.now()
+        await self._notify(self._store.due(now, ["notify"]), result)
+        for kind in ("mark_read", "delete"):
+            for item in self._store.due(now, [kind]):
+                if not await self._server_action(item, result):
+                    break
+        return result
+
+    async def _server_action(self, item: OutboxItem, result: ExecutionResult) -> bool:
+        """Run one mark_read or delete; False when the server is unhappy and the rest must wait."""
+        conversation_id = item.event.conversation.id
+        started = time.monotonic()
+        try:
+            if self._dry_run:
+                outcome = "dry_run"
+            elif item.kind == "mark_read":
+                await self._client.mark_read(conversation_id)
+                outcome = "ok"
+            else:
+                await self._client.delete(conversation_id)
+                outcome = "ok"
+        except NotFound:
+            outcome = "already_done"
+        except (TransientError, AuthError) as error:
+            self._later(item, result, str(error))
+            return False
+        except PermanentError as error:
+            self._close(item, "failed", "refused", str(error), started, result)
+            return True
+        self._close(item, "done", outcome, None, started, result)
+        return True
+
+    def _close(
+        self,
+        item: OutboxItem,
+        state: str,
+        outcome: str,
+        detail: str | None,
+        started: float,
+        result: ExecutionResult,
+        target: str | None = None,
+    ) -> None:
+        duration_ms = int((time.monotonic() - started) * 1000)
+        self._store.finish(
+            [item.id], state=state, now=self._clock.now(), outcome=outcome,
+            target=target, detail=detail, duration_ms=duration_ms,
+        )
+        if state == "done":
+            result.done += 1
+        elif state == "dropped":
+            result.dropped += 1
+        else:
+            result.failed += 1
+        self._log_action(item, outcome, detail, duration_ms, target)
+
+    def _later(self, item: OutboxItem, result: ExecutionResult, detail: str) -> None:
+        now = self._clock.now()
+        if delivery.expired(item.created_at, now, self._give_up_after):
+            self._close(item, "failed", "given_up", detail, time.monotonic(), result)
+            return
+        retry_at = delivery.next_attempt(item.attempts, now, self._rng)
+        self._store.retry_later(
+            [item.id], now=now, next_attempt_at=retry_at, outcome="retry", detail=detail
+        )
+        result.retried += 1
+        self._log_action(item, "retry", detail, None, None, retry_at=retry_at)
+
+    def _log_action(
+        self,
+        item: OutboxItem,
+        outcome: str,
+        detail: str | None,
+        duration_ms: int | None,
+        target: str | None,
+        **extra: object,
+    ) -> None:
+        failed = outcome in ("failed", "given_up", "refused")
+        level = self._log.warning if failed else self._log.info
+        level(
+            "action",
+            conversation_id=item.event.conversation.id,
+            status_id=item.event.status.id,
+            sender=item.event.sender.acct,
+            rule=item.action.rule,
+            action=item.kind,
+            notifier=item.notifier,
+            outcome=outcome,
+            detail=detail,
+            target=target,
+            duration_ms=duration_ms,
+            **extra,
+        )
+
+    async def _notify(self, items: Sequence[OutboxItem], result: ExecutionResult) -> None:
+        if not items:
+            return
+        configs = self._notifiers()
+        by_id = {item.id: item for item in items}
+        known = [item for item in items if item.notifier in configs]
+        for item in items:
+            if item.notifier not in configs:
+                reason = f"notifier {item.notifier!r} is no longer in the rules"
+                self._close(item, "dropped", "dropped", reason, time.monotonic(), result)
+        pending = [
+            delivery.Pending(
+                id=item.id, event=item.event, action=item.action, notifier=item.notifier or "",
+                created_at=item.created_at, attempts=item.attempts,
+            )
+            for item in known
+            if isinstance(item.action, Notify)
+        ]
+        now = self._clock.now()
+        plan = delivery.plan(pending, now, configs, self._store.last_sent(configs))
+        for step in plan:
+            steps_items = [by_id[i] for i in step.pending_ids]
+            if isinstance(step, delivery.Hold):
+                self._store.retry_later(
+                    step.pending_ids, now=now, next_attempt_at=step.until, outcome="held",
+                    detail=None, count_attempt=False,
+                )
+                result.held += len(step.pending_ids)
+                for item in steps_items:
+                    self._log_action(item, "held", None, None, None, until=step.until)
+            elif isinstance(step, delivery.Drop):
+                for item in steps_items:
+                    self._close(item, "dropped", "dropped", step.reason, time.monotonic(), result)
+            else:
+                await self._send(step, steps_items, configs[step.notifier], result)
+
+    async def _send(
+        self,
+        step: delivery.Send,
+        items: Sequence[OutboxItem],
+        config: NotifierConfig,
+        result: ExecutionResult,
+    ) -> None:
+        delivered = set.intersection(*(set(item.delivered) for item in items))
+        remaining = tuple(url for url in config.urls if target_id(url) not in delivered)
+        started = time.monotonic()
+        if self._dry_run:
+            for item in items:
+                self._close(item, "done", "dry_run", step.notification.title, started, result)
+            return
+        outcomes = await self._notifier.send(
+            config.model_copy(update={"urls": remaining}), step.notification
+        )
+        succeeded = [url for url, outcome in zip(remaining, outcomes, strict=False) if outcome.ok]
+        if succeeded:
+            self._store.add_delivered([item.id for item in items], map(target_id, succeeded))
+        failures = [outcome for outcome in outcomes if not outcome.ok]
+        targets = ", ".join(outcome.target for outcome in outcomes)
+        if not failures and len(outcomes) == len(remaining):
+            for item in items:
+                self._close(item, "done", "delivered", step.notification.title, started,
+                            result, target=targets)
+            return
+        detail = "; ".join(f"{o.target}: {o.error or 'failed'}" for o in failures)
+        for item in items:
+            self._later(item, result, detail or "not every target answered")
