@@ -22,7 +22,7 @@ from dmbot.render import Notification
 from dmbot.sim import Simulator
 from dmbot.store import Store
 
-TOKEN = "test-token-5f2a9c"  # noqa: S105 (a test token for the simulator)
+TOKEN = "test-token-5f2a9c"
 
 
 @pytest.fixture

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Harness, build_harness
 
 from dmbot.actions import Delete, MarkRead
 from dmbot.clock import ManualClock
@@ -15,6 +13,8 @@ from dmbot.mastodon import TransientError
 from dmbot.models import Event
 from dmbot.sim import SimAccount, Simulator
 from dmbot.snowflake import id_key
+
+from conftest import Harness, build_harness
 
 
 def strangers(sim: Simulator, count: int, prefix: str = "user") -> list[SimAccount]:
@@ -246,7 +246,8 @@ async def test_outbox_actions_run_once_and_404_counts_as_done(harness: Harness) 
         return [Delete(rule="blocked")]
 
     harness.decider.decide_fn = decide
-    spam_conv = next(v for v in sim.conversations(sim.owner) if "spammer@spam.example" in v.participants)
+    views = sim.conversations(sim.owner)
+    spam_conv = next(v for v in views if "spammer@spam.example" in v.participants)
     sim.delete_conversation(sim.owner, spam_conv.id)  # someone else deleted it first
     sim.send_dm(spam, to=[sim.owner], text="buy again")
     result = await harness.engine.poll_once()
@@ -263,7 +264,7 @@ async def test_outbox_actions_run_once_and_404_counts_as_done(harness: Harness) 
 async def test_own_messages_are_skipped_unless_asked(harness: Harness) -> None:
     sim = harness.sim
     await harness.engine.poll_once()
-    friend = sim.add_local = sim.add_account("friend")
+    friend = sim.add_account("friend")
     sim.send_dm(sim.owner, to=[friend], text="my own message")
     await harness.engine.poll_once()
     assert harness.decider.seen == []

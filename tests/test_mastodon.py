@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TOKEN
 
 from dmbot.clock import ManualClock
 from dmbot.mastodon import (
@@ -22,6 +21,8 @@ from dmbot.mastodon import (
     parse_reset,
 )
 from dmbot.sim import Simulator
+
+from conftest import TOKEN
 
 FIXTURE = Path(__file__).parent / "fixtures" / "conversations_mastodon_social.json"
 
@@ -50,7 +51,9 @@ async def test_a_real_mastodon_page_parses_with_its_cursors_and_rate_headers(
     async with http:
         page = await client.conversations(limit=40)
     assert len(page.conversations) == 6
-    assert sum(c.last_status is None for c in page.conversations) == 2
+    assert sum(c.last_status is None for c in page.conversations) == sum(
+        item["last_status"] is None for item in data["body"]
+    ) > 0
     assert page.next_max_id == "116262403687873880"
     assert page.prev_min_id == "116368390488686134"
     assert client.rate.remaining == 281

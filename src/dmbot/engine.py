@@ -5,9 +5,10 @@ Three ways of reading the conversation list, all feeding `_ingest`:
 - **Bootstrap** (no cursor yet): the newest page; only conversations unread right now become
   events, then a walk down to the sweep horizon records everything else as already seen, so
   history is never replayed.
-- **Catch-up** (every cycle): `min_id` a little *below* the cursor (the overlap window, for
-  rows Mastodon writes late with an older status id), then follow `rel="prev"` until a short
-  page. N new conversations cost floor(N/40)+1 requests; an idle poll costs one.
+- **Catch-up** (every cycle): `min_id` at the cursor or, when that is more recent, at the
+  start of the overlap window (the last few minutes, for rows Mastodon writes late with an
+  older status id), then follow `rel="prev"` until a short page. N new conversations cost
+  floor(N/40)+1 requests; an idle poll costs one.
 - **Sweep** (hourly): newest first down to the horizon, for DMs that surface with old ids long
   after they were sent (released from message requests, late federation).
 
@@ -31,7 +32,7 @@ from dmbot.clock import Clock
 from dmbot.executor import ExecutionResult, Executor
 from dmbot.mastodon import MAX_PAGE, MastodonClient, Page
 from dmbot.models import Conversation, Event
-from dmbot.snowflake import from_time, newer, shift
+from dmbot.snowflake import from_time, is_snowflake, newer
 from dmbot.store import Store
 
 
@@ -142,7 +143,8 @@ class Engine:
 
     async def _catch_up(self, result: CycleResult) -> None:
         cursor = self._store.cursor or "0"
-        min_id = shift(cursor, -self._config.overlap)
+        window_start = from_time(self._clock.now() - self._config.overlap)
+        min_id = window_start if is_snowflake(cursor) and newer(cursor, window_start) else cursor
         while True:
             page = await self._client.conversations(limit=MAX_PAGE, min_id=min_id)
             await self._ingest(page, result, cursor=page.prev_min_id, wanted=lambda _: True)
