@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from dmbot.notifiers import QuietHours
+
 
 class _Action(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -24,6 +26,7 @@ class Notify(_Action):
     body: str | None = None
     show_spoilered_text: bool = False
     bypass_quiet_hours: bool = False
+    quiet_hours: QuietHours | None = None  # this rule's own window, instead of the notifier's
 
 
 class MarkRead(_Action):

@@ -257,7 +257,7 @@ async def serve(app: App, *, install_signals: bool = True) -> None:
     if install_signals:
         loop.add_signal_handler(signal.SIGTERM, app.stopping.set)
         loop.add_signal_handler(signal.SIGINT, app.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: (reload_now.set(), wake.set()))
+        loop.add_signal_handler(signal.SIGHUP, _reload_and_wake, reload_now, wake)
     interval = app.settings.poll_interval
     scheduler = AsyncIOScheduler()
     scheduler.add_job(
@@ -286,6 +286,11 @@ async def serve(app: App, *, install_signals: bool = True) -> None:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         app.log.info("daemon.stopped")
+
+
+def _reload_and_wake(reload_now: asyncio.Event, wake: asyncio.Event) -> None:
+    reload_now.set()
+    wake.set()
 
 
 async def _first_of(*events: asyncio.Event) -> None:

@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 
 from dmbot.actions import Action
 from dmbot.clock import Clock
-from dmbot.domains import normalize_domain
 from dmbot.mastodon import MastodonClient
 from dmbot.models import Event
 from dmbot.relationships import RelationshipCache
-from dmbot.rules import RuleSet, ServerData, evaluate
+from dmbot.lists import ServerData
+from dmbot.rules import RuleSet, evaluate
 
 
 class RulesDecider:
@@ -61,5 +61,5 @@ class RulesDecider:
         if self._server_fetched_at is not None and now - self._server_fetched_at < self._refresh:
             return
         domains = await self._client.domain_blocks()
-        self._server = ServerData(domain_blocks=frozenset(normalize_domain(d) for d in domains))
+        self._server = ServerData.from_domain_blocks(domains)
         self._server_fetched_at = now

@@ -4,12 +4,12 @@ Each outbox row is closed exactly once: `done` (also when the server answers 404
 read and delete means it is already so), `dropped` (quiet hours said drop, or a notifier was
 removed from the rules), or `failed` (given up after `give_up_after`, or refused for good).
 Anything transient is retried with exponential backoff and full jitter. A notifier's targets
-are tracked one by one, so a retry never sends again to a target that already got it.
+are tracked one by one (by `target_key`, a hash: the state file never holds a URL), so a
+retry never sends again to a target that already got it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +23,7 @@ from dmbot.actions import Notify
 from dmbot.clock import Clock
 from dmbot.mastodon import AuthError, MastodonClient, NotFound, PermanentError, TransientError
 from dmbot.notifiers import NotifierConfig
-from dmbot.notify import Notifier
+from dmbot.notify import Notifier, target_key
 from dmbot.store import OutboxItem, Store
 
 
@@ -34,11 +34,6 @@ class ExecutionResult:
     failed: int = 0
     dropped: int = 0
     held: int = 0
-
-
-def target_id(url: str) -> str:
-    """How a delivered target is remembered in the state file: never the URL (it has secrets)."""
-    return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 class Executor:
@@ -163,38 +158,43 @@ class Executor:
     async def _notify(self, items: Sequence[OutboxItem], result: ExecutionResult) -> None:
         if not items:
             return
+        now = self._clock.now()
         configs = self._notifiers()
         by_id = {item.id: item for item in items}
-        known = [item for item in items if item.notifier in configs]
+        pending: list[delivery.Pending] = []
         for item in items:
-            if item.notifier not in configs:
+            config = configs.get(item.notifier or "")
+            if config is None:
                 reason = f"notifier {item.notifier!r} is no longer in the rules"
                 self._close(item, "dropped", "dropped", reason, time.monotonic(), result)
-        pending = [
-            delivery.Pending(
-                id=item.id, event=item.event, action=item.action, notifier=item.notifier or "",
-                created_at=item.created_at, attempts=item.attempts,
-            )
-            for item in known
-            if isinstance(item.action, Notify)
-        ]
-        now = self._clock.now()
+            elif {target_key(url) for url in config.urls} <= item.delivered:
+                self._close(item, "done", "delivered", None, time.monotonic(), result)
+            elif item.attempts and delivery.expired(item.created_at, now, self._give_up_after):
+                self._close(item, "failed", "given_up", "retried too long", time.monotonic(),
+                            result)
+            elif isinstance(item.action, Notify):
+                pending.append(delivery.Pending(
+                    id=item.id, event=item.event, action=item.action,
+                    notifier=item.notifier or "", created_at=item.created_at,
+                    attempts=item.attempts, delivered=item.delivered,
+                ))
         plan = delivery.plan(pending, now, configs, self._store.last_sent(configs))
         for step in plan:
-            steps_items = [by_id[i] for i in step.pending_ids]
+            step_items = [by_id[i] for i in step.pending_ids]
             if isinstance(step, delivery.Hold):
                 self._store.retry_later(
                     step.pending_ids, now=now, next_attempt_at=step.until, outcome="held",
-                    detail=None, count_attempt=False,
+                    detail=step.reason or None, count_attempt=False,
                 )
-                result.held += len(step.pending_ids)
-                for item in steps_items:
-                    self._log_action(item, "held", None, None, None, until=step.until)
+                result.held += len(step_items)
+                for item in step_items:
+                    self._log_action(item, "held", step.reason or None, None, None,
+                                     until=step.until.isoformat())
             elif isinstance(step, delivery.Drop):
-                for item in steps_items:
+                for item in step_items:
                     self._close(item, "dropped", "dropped", step.reason, time.monotonic(), result)
             else:
-                await self._send(step, steps_items, configs[step.notifier], result)
+                await self._send(step, step_items, configs[step.notifier], result)
 
     async def _send(
         self,
@@ -203,25 +203,23 @@ class Executor:
         config: NotifierConfig,
         result: ExecutionResult,
     ) -> None:
-        delivered = set.intersection(*(set(item.delivered) for item in items))
-        remaining = tuple(url for url in config.urls if target_id(url) not in delivered)
         started = time.monotonic()
         if self._dry_run:
             for item in items:
                 self._close(item, "done", "dry_run", step.notification.title, started, result)
             return
         outcomes = await self._notifier.send(
-            config.model_copy(update={"urls": remaining}), step.notification
+            config.model_copy(update={"urls": step.urls}), step.notification
         )
-        succeeded = [url for url, outcome in zip(remaining, outcomes, strict=False) if outcome.ok]
-        if succeeded:
-            self._store.add_delivered([item.id for item in items], map(target_id, succeeded))
-        failures = [outcome for outcome in outcomes if not outcome.ok]
+        delivered = [target_key(url) for url, o in zip(step.urls, outcomes, strict=False) if o.ok]
+        if delivered:
+            self._store.add_delivered(step.pending_ids, delivered)
         targets = ", ".join(outcome.target for outcome in outcomes)
-        if not failures and len(outcomes) == len(remaining):
+        failures = [outcome for outcome in outcomes if not outcome.ok]
+        if not failures and len(outcomes) == len(step.urls):
+            detail = step.reason or None
             for item in items:
-                self._close(item, "done", "delivered", step.notification.title, started,
-                            result, target=targets)
+                self._close(item, "done", "delivered", detail, started, result, target=targets)
             return
         detail = "; ".join(f"{o.target}: {o.error or 'failed'}" for o in failures)
         for item in items:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import time
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,3 +40,4 @@ class NotifierConfig(BaseModel):
     digest_threshold: int = Field(default=5, ge=1)
     cooldown_seconds: int = Field(default=0, ge=0)
     quiet_hours: QuietHours | None = None
+    body_format: Literal["text", "markdown"] = "text"

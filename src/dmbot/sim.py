@@ -861,8 +861,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scopes", default="read write follow", help="the token's scopes")
     parser.add_argument("--domain", default="sim.example")
     parser.add_argument("--heartbeat", type=float, default=15.0, help="SSE heartbeat, seconds")
+    parser.add_argument("--api-limit", type=int, default=300, help="requests per 5 min per token")
+    parser.add_argument("--paging-limit", type=int, default=300, help="paging requests per 15 min")
     args = parser.parse_args(argv)
-    sim = Simulator(domain=args.domain, heartbeat=args.heartbeat)
+    sim = Simulator(
+        domain=args.domain,
+        heartbeat=args.heartbeat,
+        api_limit=args.api_limit,
+        paging_limit=args.paging_limit,
+    )
     if args.token:
         sim.add_token(args.token, scopes=args.scopes.split())
     stop_signals = {signal.SIGINT, signal.SIGTERM}
