@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     notify_test = commands.add_parser("notify-test", help="send a test notification")
     notify_test.add_argument("name", nargs="?", help="one notifier (default: all)")
 
-    commands.add_parser("demo", help="a simulated instance and sample DMs, no account needed")
+    demo = commands.add_parser("demo", help="a simulated instance and sample DMs, no account")
+    demo.add_argument("--fast", action="store_true", help="no pauses between the scenes")
     return parser
 
 

@@ -246,4 +246,4 @@ async def _notify_test(names: list[str], redactor: Redactor) -> int:
 def demo(args: argparse.Namespace, redactor: Redactor) -> int:
     from dmbot.demo import run_demo
 
-    return run_demo()
+    return run_demo(pause=0.0 if args.fast else 6.0)

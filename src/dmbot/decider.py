@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 
 from dmbot.actions import Action
 from dmbot.clock import Clock
+from dmbot.lists import ServerData
 from dmbot.mastodon import MastodonClient
 from dmbot.models import Event
 from dmbot.relationships import RelationshipCache
-from dmbot.lists import ServerData
 from dmbot.rules import RuleSet, evaluate
 
 

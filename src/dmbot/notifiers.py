@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import time
 from enum import StrEnum
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Privacy(StrEnum):
@@ -28,6 +29,17 @@ class QuietHours(BaseModel):
     end: time
     timezone: str = "UTC"
     then: str = Field(default="digest", pattern="^(digest|drop)$")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name such as Europe/Berlin)"
+            ) from None
+        return value
 
 
 class NotifierConfig(BaseModel):
