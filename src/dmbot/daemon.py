@@ -248,7 +248,9 @@ async def run_cycle(app: App, outage: Outage, rng: random.Random) -> CycleResult
     return result
 
 
-async def serve(app: App, *, install_signals: bool = True) -> None:
+async def serve(
+    app: App, *, install_signals: bool = True, stop_grace: float = STOP_GRACE_SECONDS
+) -> None:
     """Run cycles until SIGTERM/SIGINT; SIGHUP reloads the rules at once."""
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
@@ -279,7 +281,7 @@ async def serve(app: App, *, install_signals: bool = True) -> None:
             reload_now.clear()
             if outage.waiting(app.clock.now()):
                 continue
-            await _finish_or_cancel(run_cycle(app, outage, rng), app.stopping)
+            await _finish_or_cancel(run_cycle(app, outage, rng), app.stopping, stop_grace)
     finally:
         scheduler.shutdown(wait=False)
         if install_signals:
@@ -303,7 +305,7 @@ async def _first_of(*events: asyncio.Event) -> None:
 
 
 async def _finish_or_cancel(
-    cycle_coro: Coroutine[Any, Any, object], stopping: asyncio.Event
+    cycle_coro: Coroutine[Any, Any, object], stopping: asyncio.Event, grace: float
 ) -> None:
     """Let a cycle finish; once stopping, give it a grace period, then cancel it."""
     cycle = asyncio.create_task(cycle_coro)
@@ -311,7 +313,7 @@ async def _finish_or_cancel(
     try:
         await asyncio.wait({cycle, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         if not cycle.done():
-            done, _ = await asyncio.wait({cycle}, timeout=STOP_GRACE_SECONDS)
+            done, _ = await asyncio.wait({cycle}, timeout=grace)
             if not done:
                 cycle.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,143 @@
+"""The long-running loop: stopping during a slow response, and outages logged once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from dmbot.clock import SystemClock
+from dmbot.daemon import Outage, open_app, run_cycle, serve
+from dmbot.logging import Redactor
+from dmbot.settings import Settings
+from dmbot.sim import Simulator
+
+TOKEN = "daemon-test-token"
+READ_EVERYTHING = """\
+version: 1
+rules:
+  - name: read-everything
+    if: {unread: true}
+    do: [mark_read]
+"""
+
+
+class SignallingTransport(httpx.AsyncBaseTransport):
+    """Sets an event when a conversations request *starts*: the test's 'now it is in flight'."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.listing = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/conversations":
+            self.listing.set()
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@pytest.fixture
+def live_sim() -> Iterator[Simulator]:
+    sim = Simulator()
+    sim.add_token(TOKEN)
+    with sim.serve():
+        yield sim
+
+
+def settings_for(sim: Simulator, tmp_path: Path) -> Settings:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(READ_EVERYTHING, encoding="utf-8")
+    return Settings(
+        instance_url=sim.base_url, access_token=TOKEN, rules_file=rules,
+        data_dir=tmp_path / "data", poll_interval=10,
+    )
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[SignallingTransport]:
+    signalling = SignallingTransport()
+    yield signalling
+
+
+async def test_stopping_during_a_slow_response_finishes_the_cycle(
+    live_sim: Simulator, tmp_path: Path, transport: SignallingTransport
+) -> None:
+    sender = live_sim.add_account("slowpoke", "remote.example")
+    live_sim.send_dm(sender, to=[live_sim.owner], text="hello")
+    live_sim.inject_fault("latency", count=1, seconds=1.5)
+    settings = settings_for(live_sim, tmp_path)
+    async with open_app(settings, clock=SystemClock(), redactor=Redactor(), env={},
+                        transport=transport) as app:
+        loop = asyncio.create_task(serve(app, install_signals=False))
+        await asyncio.wait_for(transport.listing.wait(), timeout=10)
+        app.stopping.set()  # what SIGTERM does
+        await asyncio.wait_for(loop, timeout=10)
+    [view] = live_sim.conversations(live_sim.owner)
+    assert not view.unread  # the cycle in flight ran to its end, actions included
+
+
+async def test_a_cycle_stuck_past_the_grace_is_cancelled_and_loses_nothing(
+    live_sim: Simulator, tmp_path: Path, transport: SignallingTransport
+) -> None:
+    sender = live_sim.add_account("stuck", "remote.example")
+    live_sim.send_dm(sender, to=[live_sim.owner], text="hello")
+    live_sim.inject_fault("latency", count=1, seconds=3)
+    settings = settings_for(live_sim, tmp_path)
+    async with open_app(settings, clock=SystemClock(), redactor=Redactor(), env={},
+                        transport=transport) as app:
+        loop = asyncio.create_task(serve(app, install_signals=False, stop_grace=0.2))
+        await asyncio.wait_for(transport.listing.wait(), timeout=10)
+        app.stopping.set()
+        await asyncio.wait_for(loop, timeout=2)
+        assert app.store.cursor is None  # cancelled before anything was recorded
+    assert live_sim.conversations(live_sim.owner)[0].unread
+
+    async with open_app(settings, clock=SystemClock(), redactor=Redactor(), env={}) as again:
+        await again.engine.poll_once()
+    assert not live_sim.conversations(live_sim.owner)[0].unread
+
+
+async def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
+    live_sim: Simulator, tmp_path: Path
+) -> None:
+    settings = settings_for(live_sim, tmp_path)
+    async with open_app(settings, clock=SystemClock(), redactor=Redactor(), env={}) as app:
+        outage = Outage(10, app.log)
+        rng = random.Random(1)
+        with capture_logs() as logs:
+            await run_cycle(app, outage, rng)
+            live_sim.stop_answering("drop")
+            for _ in range(4):
+                assert await run_cycle(app, outage, rng) is None
+            live_sim.resume()
+            assert await run_cycle(app, outage, rng) is not None
+            await run_cycle(app, outage, rng)
+    events = [entry["event"] for entry in logs]
+    assert events.count("mastodon.unavailable") == 1
+    assert events.count("mastodon.recovered") == 1
+    recovered = next(e for e in logs if e["event"] == "mastodon.recovered")
+    assert recovered["down_for_s"] >= 0
+    assert outage.failures == 0
+
+
+def test_retries_back_off_and_stay_bounded() -> None:
+    outage = Outage(60, structlog.get_logger("test"))
+    rng = random.Random(7)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    delays = []
+    for _ in range(12):
+        outage.failed(now, RuntimeError("down"), rng)
+        assert outage.retry_at is not None
+        delays.append((outage.retry_at - now).total_seconds())
+    assert delays[0] <= 60
+    assert max(delays) <= 900
+    assert delays[-1] > delays[0]
