@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -63,9 +63,8 @@ def settings_for(sim: Simulator, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def transport() -> AsyncIterator[SignallingTransport]:
-    signalling = SignallingTransport()
-    yield signalling
+async def transport() -> SignallingTransport:
+    return SignallingTransport()  # created inside the test's event loop
 
 
 async def test_stopping_during_a_slow_response_finishes_the_cycle(
