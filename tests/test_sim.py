@@ -15,15 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from dmbot import snowflake
 from dmbot.clock import ManualClock, SystemClock
 from dmbot.models import Conversation
 from dmbot.sim import SimAccount, Simulator
 
-CASSETTES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "mastodonpy-cassettes"
-needs_cassettes = pytest.mark.skipif(not CASSETTES.is_dir(), reason="no ../shared/fixtures")
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # trimmed from Mastodon.py's cassettes
 START = datetime(2026, 8, 1, 13, 46, 10, 250000, tzinfo=UTC)
 TOKEN = "tok"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -415,21 +413,16 @@ def test_bad_input_is_refused(sim: Simulator, alice: SimAccount) -> None:
 # -- recorded responses keep the JSON honest ------------------------------------------------------
 
 
-def cassette_bodies(name: str) -> list[Any]:
-    data = yaml.safe_load((CASSETTES / name).read_text())
-    return [
-        json.loads(i["response"]["body"]["string"])
-        for i in data["interactions"]
-        if i["response"]["body"]["string"].startswith(("[", "{"))
-    ]
+def recorded(name: str) -> list[Any]:
+    body: list[Any] = json.loads((FIXTURES / name).read_text(encoding="utf-8"))["body"]
+    return body
 
 
-@needs_cassettes
 def test_json_keys_match_the_recorded_responses(
     sim: Simulator, client: httpx.Client, alice: SimAccount
 ) -> None:
-    local_row = cassette_bodies("test_conversations.yaml")[2][0]  # GET conversations, dev server
-    remote_rows = cassette_bodies("test_entity_conversation.yaml")[0]  # mastodon.social
+    local_row = recorded("conversations_local_dev.json")[0]  # a Mastodon 4.6 dev server
+    remote_rows = recorded("conversations_mastodon_social.json")
     remote_with_status = next(
         r for r in remote_rows if r["last_status"] and "@" in r["last_status"]["account"]["acct"]
     )
@@ -444,13 +437,12 @@ def test_json_keys_match_the_recorded_responses(
     assert set(mine_remote["last_status"]) == set(remote_with_status["last_status"])
 
 
-@needs_cassettes
 def test_recorded_bodies_parse_like_ours(
     sim: Simulator, client: httpx.Client, alice: SimAccount
 ) -> None:
-    recorded = cassette_bodies("test_entity_conversation.yaml")[0]
-    parsed = [Conversation.model_validate(row) for row in recorded]
-    assert sum(c.last_status is None for c in parsed) == 3
+    rows = recorded("conversations_mastodon_social.json")
+    parsed = [Conversation.model_validate(row) for row in rows]
+    assert sum(c.last_status is None for c in parsed) == sum(r["last_status"] is None for r in rows)
     sim.send_dm(alice, to=[sim.owner], text="hi")
     ours = Conversation.model_validate(client.get("/api/v1/conversations").json()[0])
     assert type(ours) is type(parsed[0])
