@@ -67,21 +67,28 @@ async def transport() -> SignallingTransport:
     return SignallingTransport()  # created inside the test's event loop
 
 
-async def test_stopping_during_a_slow_response_finishes_the_cycle(
+async def test_stopping_during_a_slow_response_records_it_and_leaves_actions_queued(
     live_sim: Simulator, tmp_path: Path, transport: SignallingTransport
 ) -> None:
     sender = live_sim.add_account("slowpoke", "remote.example")
     live_sim.send_dm(sender, to=[live_sim.owner], text="hello")
-    live_sim.inject_fault("latency", count=1, seconds=1.5)
     settings = settings_for(live_sim, tmp_path)
     async with open_app(settings, clock=SystemClock(), redactor=Redactor(), env={},
                         transport=transport) as app:
+        live_sim.inject_fault("latency", count=1, seconds=1.5)
+        transport.listing.clear()  # starting up listed once, to learn the token's scopes
         loop = asyncio.create_task(serve(app, install_signals=False))
         await asyncio.wait_for(transport.listing.wait(), timeout=10)
         app.stopping.set()  # what SIGTERM does
         await asyncio.wait_for(loop, timeout=10)
-    [view] = live_sim.conversations(live_sim.owner)
-    assert not view.unread  # the cycle in flight ran to its end, actions included
+        # The response in flight was recorded; the action waits, durably, for the next start.
+        assert app.store.cursor == live_sim.conversations(live_sim.owner)[0].last_status_id
+        assert app.store.pending_count() == 1
+    assert live_sim.conversations(live_sim.owner)[0].unread
+
+    async with open_app(settings, clock=SystemClock(), redactor=Redactor(), env={}) as again:
+        await again.engine.poll_once()
+    assert not live_sim.conversations(live_sim.owner)[0].unread
 
 
 async def test_a_cycle_stuck_past_the_grace_is_cancelled_and_loses_nothing(
@@ -89,10 +96,11 @@ async def test_a_cycle_stuck_past_the_grace_is_cancelled_and_loses_nothing(
 ) -> None:
     sender = live_sim.add_account("stuck", "remote.example")
     live_sim.send_dm(sender, to=[live_sim.owner], text="hello")
-    live_sim.inject_fault("latency", count=1, seconds=3)
     settings = settings_for(live_sim, tmp_path)
     async with open_app(settings, clock=SystemClock(), redactor=Redactor(), env={},
                         transport=transport) as app:
+        live_sim.inject_fault("latency", count=1, seconds=3)
+        transport.listing.clear()
         loop = asyncio.create_task(serve(app, install_signals=False, stop_grace=0.2))
         await asyncio.wait_for(transport.listing.wait(), timeout=10)
         app.stopping.set()

@@ -35,15 +35,23 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
 
 
 async def _run(settings: Settings, redactor: Redactor, *, once: bool, dry_run: bool) -> int:
-    from dmbot.daemon import Outage, open_app, run_cycle, serve
+    from dmbot.daemon import Outage, Stopped, install_stop_signals, open_app, run_cycle, serve
 
-    async with open_app(settings, clock=SystemClock(), redactor=redactor, dry_run=dry_run) as app:
-        if not once:
-            await serve(app)
-            return 0
-        outage = Outage(settings.poll_interval, app.log)
-        result = await run_cycle(app, outage, random.Random())  # noqa: S311 (jitter)
-        return 0 if result is not None else 1
+    stopping = asyncio.Event()
+    remove_signals = install_stop_signals(stopping)  # before startup: PID 1 in a container
+    try:
+        async with open_app(settings, clock=SystemClock(), redactor=redactor, dry_run=dry_run,
+                            stopping=stopping) as app:
+            if not once:
+                await serve(app)
+                return 0
+            outage = Outage(settings.poll_interval, app.log)
+            result = await run_cycle(app, outage, random.Random())  # noqa: S311 (jitter)
+            return 0 if result is not None else 1
+    except Stopped:
+        return 0
+    finally:
+        remove_signals()
 
 
 def status(args: argparse.Namespace, redactor: Redactor) -> int:
@@ -107,7 +115,6 @@ def check(args: argparse.Namespace, redactor: Redactor) -> int:
 async def _check(settings: Settings, redactor: Redactor) -> int:
     from dmbot.daemon import connect, load_rules_or_fail, register_rule_secrets
     from dmbot.mastodon import MastodonClient
-    from dmbot.scopes import probe_scopes
 
     base_url = settings.instance()
     token = settings.token()
@@ -118,18 +125,9 @@ async def _check(settings: Settings, redactor: Redactor) -> int:
     print(f"rules:    ok ({settings.rules_file}: {rules.summary()})")
     async with _http() as http:
         client = MastodonClient(http, base_url, token, SystemClock())
-        identity = await connect(client, settings, first_run=True)
-        print(f"token:    ok (@{identity.acct} on {identity.local_domain})")
-        missing = await probe_scopes(client, rules.required_scopes)
-    if missing:
-        raise ConfigError(
-            "DMBOT_ACCESS_TOKEN lacks the scope"
-            + ("s " if len(missing) > 1 else " ")
-            + " ".join(sorted(missing))
-            + " that your rules need; create a token with "
-            + " ".join(sorted(rules.required_scopes))
-        )
-    print(f"scopes:   ok ({' '.join(sorted(rules.required_scopes))})")
+        identity = await connect(client, settings, rules, first_run=True)
+    print(f"token:    ok (@{identity.acct} on {identity.local_domain}, "
+          f"scopes {' '.join(sorted(rules.required_scopes))})")
     return 0
 
 
@@ -164,7 +162,7 @@ async def _explain(settings: Settings, redactor: Redactor, limit: int) -> int:
     clock = SystemClock()
     async with _http() as http:
         client = MastodonClient(http, base_url, token, clock)
-        identity = await connect(client, settings, first_run=True)
+        identity = await connect(client, settings, rules, first_run=True)
         page = await client.conversations(limit=limit)
         events = [
             Event.from_conversation(

@@ -14,10 +14,10 @@ import contextlib
 import os
 import random
 import signal
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import structlog
@@ -29,16 +29,26 @@ from dmbot.decider import RulesDecider
 from dmbot.engine import CycleResult, Engine, EngineConfig, Identity
 from dmbot.errors import ConfigError
 from dmbot.executor import Executor
+from dmbot.health import check_health
 from dmbot.logging import Redactor
-from dmbot.mastodon import AuthError, MastodonClient, MastodonError, TransientError
+from dmbot.mastodon import (
+    AuthError,
+    MastodonClient,
+    MastodonError,
+    PermanentError,
+    TransientError,
+)
+from dmbot.metrics import Metrics, MetricsServer
 from dmbot.notify import AppriseNotifier, Notifier, url_secrets
 from dmbot.relationships import RelationshipCache
 from dmbot.reload import RulesReloader
-from dmbot.rules import RulesError, RuleSet, load_rules
-from dmbot.settings import Settings
+from dmbot.rules import RulesError, RuleSet, load_rules, scope_error
+from dmbot.scopes import probe_scopes
+from dmbot.settings import FileBackedEnv, Settings
 from dmbot.store import Store
 
 STOP_GRACE_SECONDS = 7.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -52,6 +62,7 @@ class App:
     identity: Identity
     redactor: Redactor
     stopping: asyncio.Event
+    metrics: Metrics
     log: structlog.typing.FilteringBoundLogger = field(
         default_factory=lambda: structlog.get_logger("dmbot.daemon")
     )
@@ -69,21 +80,31 @@ def register_rule_secrets(redactor: Redactor, rules: RuleSet) -> None:
 
 def load_rules_or_fail(settings: Settings, env: Mapping[str, str]) -> RuleSet:
     try:
-        return load_rules(settings.rules_file, env)
+        return load_rules(settings.rules_file, FileBackedEnv(env))
     except RulesError as error:
         raise ConfigError(str(error)) from None
 
 
-async def connect(client: MastodonClient, settings: Settings, first_run: bool) -> Identity:
-    """Who the token belongs to. A refused token is the user's to fix; so is an instance that
-    never answered before. An instance that worked before and is down now is waited for."""
+async def connect(
+    client: MastodonClient, settings: Settings, rules: RuleSet, first_run: bool
+) -> Identity:
+    """Who the token belongs to, and whether it has the scopes the rules need.
+
+    A refused token or a missing scope is the user's to fix; so is an instance that never
+    answered before. An instance that worked before and is down now is waited for."""
     try:
         account = await client.verify_credentials()
         instance = await client.instance()
+        missing = await probe_scopes(client, rules.required_scopes)
     except AuthError as error:
         raise ConfigError(
             f"DMBOT_ACCESS_TOKEN was refused by {settings.instance_url} ({error}); "
             "check the token and its scopes (read:statuses write:conversations)"
+        ) from None
+    except PermanentError as error:
+        raise ConfigError(
+            f"DMBOT_INSTANCE_URL: {settings.instance_url} does not answer like a Mastodon "
+            f"server ({error})"
         ) from None
     except MastodonError as error:
         if first_run:
@@ -91,6 +112,9 @@ async def connect(client: MastodonClient, settings: Settings, first_run: bool) -
                 f"DMBOT_INSTANCE_URL: cannot reach {settings.instance_url} ({error})"
             ) from None
         raise
+    problem = scope_error(rules, missing)
+    if problem is not None:
+        raise ConfigError(f"{problem} (give DMBOT_ACCESS_TOKEN a token that has it)")
     return Identity(account_id=account.id, acct=account.acct, local_domain=instance.domain)
 
 
@@ -104,8 +128,14 @@ async def open_app(
     dry_run: bool = False,
     notifier: Notifier | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    stopping: asyncio.Event | None = None,
 ) -> AsyncIterator[App]:
-    env = dict(os.environ if env is None else env)
+    """Build everything, connect, and close it all in reverse order on the way out.
+
+    Raises `ConfigError` for what the user must fix, and `Stopped` when `stopping` is set
+    while it still waits for the instance to answer."""
+    env = FileBackedEnv(os.environ if env is None else env)
+    stopping = stopping or asyncio.Event()
     base_url = settings.instance()
     token = settings.token()
     redactor.add([token])
@@ -125,9 +155,9 @@ async def open_app(
         store = real_store.copy_in_memory() if dry_run else real_store
         if dry_run:
             stack.callback(store.close)
-        identity = await _connect_with_retry(client, settings, store, clock)
+        identity = await _connect_with_retry(client, settings, rules, store, clock, stopping)
         reloader = RulesReloader(settings.rules_file, env, rules)
-        stopping = asyncio.Event()
+        metrics = Metrics()
         decider = RulesDecider(
             rules=lambda: reloader.current,
             client=client,
@@ -139,6 +169,7 @@ async def open_app(
             notifier=notifier or AppriseNotifier(),
             notifiers=lambda: reloader.current.notifiers, dry_run=dry_run,
             give_up_after=timedelta(hours=settings.give_up_after_hours),
+            stopping=stopping, on_outcome=metrics.action,
         )
         engine = Engine(
             client=client, store=store, clock=clock, decider=decider, executor=executor,
@@ -147,6 +178,7 @@ async def open_app(
         yield App(
             settings=settings, clock=clock, client=client, store=store, reloader=reloader,
             engine=engine, identity=identity, redactor=redactor, stopping=stopping,
+            metrics=metrics,
         )
 
 
@@ -161,21 +193,59 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 
 async def _connect_with_retry(
-    client: MastodonClient, settings: Settings, store: Store, clock: Clock
+    client: MastodonClient,
+    settings: Settings,
+    rules: RuleSet,
+    store: Store,
+    clock: Clock,
+    stopping: asyncio.Event,
 ) -> Identity:
     first_run = store.get_meta("last_success_at") is None
     log = structlog.get_logger("dmbot.daemon")
     delay = 5.0
     while True:
         try:
-            identity = await connect(client, settings, first_run)
+            identity = await unless_stopped(connect(client, settings, rules, first_run), stopping)
         except TransientError as error:
             log.warning("mastodon.unavailable", error=str(error), retry_in_s=delay)
-            await clock.sleep(delay)
+            await unless_stopped(clock.sleep(delay), stopping)
             delay = min(delay * 2, 300.0)
             continue
         store.set_meta("account_id", identity.account_id)
         return identity
+
+
+class Stopped(Exception):
+    """Asked to stop before the daemon was up: nothing had started, nothing to finish."""
+
+
+async def unless_stopped(work: Coroutine[Any, Any, T], stopping: asyncio.Event) -> T:
+    """Await `work`, or cancel it and raise `Stopped` as soon as `stopping` is set."""
+    task = asyncio.create_task(work)
+    stop = asyncio.create_task(stopping.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    raise Stopped
+
+
+def install_stop_signals(stopping: asyncio.Event) -> Callable[[], None]:
+    """SIGTERM and SIGINT set `stopping`; returns the function that removes the handlers."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+
+    def remove() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+    return remove
 
 
 class Outage:
@@ -211,9 +281,11 @@ class Outage:
 def check_rules_reload(app: App, force: bool = False) -> None:
     outcome = app.reloader.check(force=force)
     if outcome.kind == "reloaded":
+        app.metrics.rules_reload(ok=True)
         register_rule_secrets(app.redactor, app.reloader.current)
         app.log.info("rules.reloaded", change=outcome.change, summary=app.rules.summary())
     elif outcome.kind == "invalid" and outcome.first_report:
+        app.metrics.rules_reload(ok=False)
         app.log.error("rules.invalid", error=str(outcome.error), keeping="the last good rules")
 
 
@@ -224,12 +296,19 @@ async def run_cycle(app: App, outage: Outage, rng: random.Random) -> CycleResult
         result = await app.engine.poll_once()
     except (TransientError, AuthError) as error:
         outage.failed(app.clock.now(), error, rng)
+        app.metrics.poll_done(ok=False, new_events=0, requests=0, when=app.clock.now())
         return None
     except Exception as error:  # a bug must not stop a daemon that runs for months
         app.log.exception("cycle.crashed")
         outage.failed(app.clock.now(), error, rng)
+        app.metrics.poll_done(ok=False, new_events=0, requests=0, when=app.clock.now())
         return None
     outage.recovered(app.clock.now())
+    app.metrics.poll_done(
+        ok=True, new_events=result.new_events, requests=result.requests, when=app.clock.now()
+    )
+    app.metrics.rate_remaining(app.client.rate.remaining)
+    app.metrics.outbox_depth(app.store.pending_count())
     app.log.info(
         "poll",
         requests=result.requests,
@@ -251,14 +330,13 @@ async def run_cycle(app: App, outage: Outage, rng: random.Random) -> CycleResult
 async def serve(
     app: App, *, install_signals: bool = True, stop_grace: float = STOP_GRACE_SECONDS
 ) -> None:
-    """Run cycles until SIGTERM/SIGINT; SIGHUP reloads the rules at once."""
+    """Run cycles until `app.stopping` is set (SIGTERM/SIGINT, see `install_stop_signals`);
+    SIGHUP reloads the rules and polls at once."""
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
     reload_now = asyncio.Event()
     wake.set()
     if install_signals:
-        loop.add_signal_handler(signal.SIGTERM, app.stopping.set)
-        loop.add_signal_handler(signal.SIGINT, app.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, _reload_and_wake, reload_now, wake)
     interval = app.settings.poll_interval
     scheduler = AsyncIOScheduler()
@@ -266,12 +344,17 @@ async def serve(
         wake.set, "interval", seconds=interval, jitter=max(1, interval // 10),
         coalesce=True, max_instances=1,
     )
-    scheduler.start()
     outage = Outage(interval, app.log)
     rng = random.Random()  # noqa: S311 (jitter, not cryptography)
-    app.log.info("daemon.started", account=app.identity.acct, interval_s=interval,
-                 rules=app.rules.summary())
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        scheduler.start()
+        stack.callback(scheduler.shutdown, wait=False)
+        if install_signals:
+            stack.callback(loop.remove_signal_handler, signal.SIGHUP)
+        if app.settings.http_port is not None:
+            await _start_metrics(app, stack)
+        app.log.info("daemon.started", account=app.identity.acct, interval_s=interval,
+                     rules=app.rules.summary())
         while not app.stopping.is_set():
             await _first_of(wake, app.stopping)
             if app.stopping.is_set():
@@ -282,12 +365,24 @@ async def serve(
             if outage.waiting(app.clock.now()):
                 continue
             await _finish_or_cancel(run_cycle(app, outage, rng), app.stopping, stop_grace)
-    finally:
-        scheduler.shutdown(wait=False)
-        if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
-        app.log.info("daemon.stopped")
+    app.log.info("daemon.stopped")
+
+
+async def _start_metrics(app: App, stack: contextlib.AsyncExitStack) -> None:
+    """`/metrics` and `/healthz` on DMBOT_HTTP_PORT; health is the same check as Docker's."""
+    env = {
+        "DMBOT_DATA_DIR": str(app.settings.data_dir),
+        "DMBOT_POLL_INTERVAL": str(app.settings.poll_interval),
+    }
+
+    def health() -> tuple[bool, str]:
+        verdict = check_health(env)
+        return verdict.healthy, verdict.reason
+
+    server = MetricsServer(app.metrics, health, "0.0.0.0", app.settings.http_port or 0)  # noqa: S104 (a container's port)
+    await server.start()
+    stack.push_async_callback(server.stop)
+    app.log.info("metrics.listening", port=server.port)
 
 
 def _reload_and_wake(reload_now: asyncio.Event, wake: asyncio.Event) -> None:

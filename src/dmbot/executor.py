@@ -10,6 +10,7 @@ retry never sends again to a target that already got it.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +49,8 @@ class Executor:
         dry_run: bool = False,
         give_up_after: timedelta = timedelta(hours=24),
         rng: random.Random | None = None,
+        stopping: asyncio.Event | None = None,
+        on_outcome: Callable[[str, str], None] | None = None,
         logger: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         self._client = client
@@ -58,16 +61,20 @@ class Executor:
         self._dry_run = dry_run
         self._give_up_after = give_up_after
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
+        self._stopping = stopping or asyncio.Event()
+        self._on_outcome = on_outcome
         self._log = logger or structlog.get_logger("dmbot.executor")
 
     async def run(self) -> ExecutionResult:
+        """Run what is due. Once stopping, only the action in flight is finished: cancelling
+        one mid-request could repeat it after a restart; the rest waits in the outbox."""
         result = ExecutionResult()
         now = self._clock.now()
         await self._notify(self._store.due(now, ["notify"]), result)
         for kind in ("mark_read", "delete"):
             for item in self._store.due(now, [kind]):
-                if not await self._server_action(item, result):
-                    break
+                if self._stopping.is_set() or not await self._server_action(item, result):
+                    return result
         return result
 
     async def _server_action(self, item: OutboxItem, result: ExecutionResult) -> bool:
@@ -86,7 +93,7 @@ class Executor:
         except NotFound:
             outcome = "already_done"
         except (TransientError, AuthError) as error:
-            self._later(item, result, str(error))
+            self._later([item], result, str(error))
             return False
         except PermanentError as error:
             self._close(item, "failed", "refused", str(error), started, result)
@@ -117,17 +124,27 @@ class Executor:
             result.failed += 1
         self._log_action(item, outcome, detail, duration_ms, target)
 
-    def _later(self, item: OutboxItem, result: ExecutionResult, detail: str) -> None:
+    def _later(self, items: Sequence[OutboxItem], result: ExecutionResult, detail: str) -> None:
+        """Retry `items` later, all at one time: rows sent together (a digest, a merged
+        conversation) come back together, not one by one as each row's jitter falls."""
         now = self._clock.now()
-        if delivery.expired(item.created_at, now, self._give_up_after):
-            self._close(item, "failed", "given_up", detail, time.monotonic(), result)
+        waiting = []
+        for item in items:
+            if delivery.expired(item.created_at, now, self._give_up_after):
+                self._close(item, "failed", "given_up", detail, time.monotonic(), result)
+            else:
+                waiting.append(item)
+        if not waiting:
             return
-        retry_at = delivery.next_attempt(item.attempts, now, self._rng)
+        attempts = max(item.attempts for item in waiting)
+        retry_at = delivery.next_attempt(attempts, now, self._rng)
         self._store.retry_later(
-            [item.id], now=now, next_attempt_at=retry_at, outcome="retry", detail=detail
+            [item.id for item in waiting], now=now, next_attempt_at=retry_at, outcome="retry",
+            detail=detail,
         )
-        result.retried += 1
-        self._log_action(item, "retry", detail, None, None, retry_at=retry_at)
+        result.retried += len(waiting)
+        for item in waiting:
+            self._log_action(item, "retry", detail, None, None, retry_at=retry_at.isoformat())
 
     def _log_action(
         self,
@@ -138,6 +155,8 @@ class Executor:
         target: str | None,
         **extra: object,
     ) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(item.kind, outcome)
         failed = outcome in ("failed", "given_up", "refused")
         level = self._log.warning if failed else self._log.info
         level(
@@ -180,6 +199,8 @@ class Executor:
                 ))
         plan = delivery.plan(pending, now, configs, self._store.last_sent(configs))
         for step in plan:
+            if self._stopping.is_set():
+                return
             step_items = [by_id[i] for i in step.pending_ids]
             if isinstance(step, delivery.Hold):
                 self._store.retry_later(
@@ -222,5 +243,4 @@ class Executor:
                 self._close(item, "done", "delivered", detail, started, result, target=targets)
             return
         detail = "; ".join(f"{o.target}: {o.error or 'failed'}" for o in failures)
-        for item in items:
-            self._later(item, result, detail or "not every target answered")
+        self._later(items, result, detail or "not every target answered")

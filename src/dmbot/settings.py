@@ -7,6 +7,7 @@ Built once in `cli.main` and validated before anything starts. Every problem bec
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -102,6 +103,38 @@ class Settings(BaseSettings):
             "DMBOT_ACCESS_TOKEN is not set: create a token in your Mastodon account under "
             "Settings → Development (scopes read:statuses write:conversations) and set it, "
             "or point DMBOT_ACCESS_TOKEN_FILE at a file holding it"
+        )
+
+
+class FileBackedEnv(Mapping[str, str]):
+    """The environment for `${VAR}` in the rules file, where `VAR_FILE=/path` also defines
+    `VAR` from that file (Docker secrets), unless `VAR` itself is set. Files are read only
+    when a rule asks for the variable, so unrelated `*_FILE` variables never matter."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        plain = environ._environ if isinstance(environ, FileBackedEnv) else environ
+        self._environ = dict(plain)
+
+    def __getitem__(self, name: str) -> str:
+        if name in self._environ:
+            return self._environ[name]
+        path = self._environ.get(f"{name}_FILE")
+        if path is None:
+            raise KeyError(name)
+        try:
+            return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as error:
+            raise ConfigError(f"{name}_FILE: cannot read {path}: {error.strerror}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._environ)  # the variables as set; `VAR` behind `VAR_FILE` is looked up
+
+    def __len__(self) -> int:
+        return len(self._environ)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (
+            name in self._environ or f"{name}_FILE" in self._environ
         )
 
 

@@ -402,6 +402,10 @@ class Store:
             )
         return int(removed)
 
+    def pending_count(self) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()
+        return int(row[0])
+
     def status(self, recent: int = 10) -> Status:
         counts = dict(
             self._db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
