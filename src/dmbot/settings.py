@@ -112,8 +112,10 @@ class FileBackedEnv(Mapping[str, str]):
     when a rule asks for the variable, so unrelated `*_FILE` variables never matter."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
-        plain = environ._environ if isinstance(environ, FileBackedEnv) else environ
-        self._environ = dict(plain)
+        plain: Mapping[str, str] = (
+            environ._environ if isinstance(environ, FileBackedEnv) else environ
+        )
+        self._environ: dict[str, str] = dict(plain)
 
     def __getitem__(self, name: str) -> str:
         if name in self._environ:
