@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import httpx
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic import ValidationError
 
 from dmbot import __version__
 from dmbot.clock import Clock
@@ -39,15 +40,19 @@ from dmbot.mastodon import (
     TransientError,
 )
 from dmbot.metrics import Metrics, MetricsServer
+from dmbot.models import Conversation
 from dmbot.notify import AppriseNotifier, Notifier, url_secrets
 from dmbot.relationships import RelationshipCache
 from dmbot.reload import RulesReloader
 from dmbot.rules import RulesError, RuleSet, load_rules, scope_error
 from dmbot.scopes import probe_scopes
 from dmbot.settings import FileBackedEnv, Settings
+from dmbot.snowflake import newer
 from dmbot.store import Store
+from dmbot.stream import DirectStream, stream_url
 
 STOP_GRACE_SECONDS = 7.0
+MIN_CYCLE_GAP_SECONDS = 5.0  # Mastodon allows 300 paging requests per 15 minutes
 T = TypeVar("T")
 
 
@@ -63,6 +68,8 @@ class App:
     redactor: Redactor
     stopping: asyncio.Event
     metrics: Metrics
+    stream: DirectStream | None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
     log: structlog.typing.FilteringBoundLogger = field(
         default_factory=lambda: structlog.get_logger("dmbot.daemon")
     )
@@ -115,7 +122,10 @@ async def connect(
     problem = scope_error(rules, missing)
     if problem is not None:
         raise ConfigError(f"{problem} (give DMBOT_ACCESS_TOKEN a token that has it)")
-    return Identity(account_id=account.id, acct=account.acct, local_domain=instance.domain)
+    return Identity(
+        account_id=account.id, acct=account.acct, local_domain=instance.domain,
+        streaming_url=instance.streaming_url,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -175,11 +185,40 @@ async def open_app(
             client=client, store=store, clock=clock, decider=decider, executor=executor,
             identity=identity, config=engine_config(settings), stopping=stopping,
         )
+        wake = asyncio.Event()
+        stream = (
+            DirectStream(
+                http, stream_url(identity.streaming_url, base_url), token,
+                ring_for_news(store, wake), clock,
+            )
+            if settings.streaming and not dry_run
+            else None
+        )
         yield App(
             settings=settings, clock=clock, client=client, store=store, reloader=reloader,
             engine=engine, identity=identity, redactor=redactor, stopping=stopping,
-            metrics=metrics,
+            metrics=metrics, stream=stream, wake=wake,
         )
+
+
+def ring_for_news(store: Store, wake: asyncio.Event) -> Callable[[str], None]:
+    """Wake the loop for a stream event, unless it only echoes a conversation already seen
+    (our own mark_read comes back on the stream as an event too)."""
+
+    def ring(payload: str) -> None:
+        try:
+            conversation = Conversation.model_validate_json(payload)
+        except ValidationError:
+            wake.set()
+            return
+        status = conversation.last_status
+        if status is not None:
+            seen = store.seen_ids([conversation.id]).get(conversation.id)
+            if seen is not None and not newer(status.id, seen):
+                return
+        wake.set()
+
+    return ring
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -328,12 +367,16 @@ async def run_cycle(app: App, outage: Outage, rng: random.Random) -> CycleResult
 
 
 async def serve(
-    app: App, *, install_signals: bool = True, stop_grace: float = STOP_GRACE_SECONDS
+    app: App,
+    *,
+    install_signals: bool = True,
+    stop_grace: float = STOP_GRACE_SECONDS,
+    min_gap: float = MIN_CYCLE_GAP_SECONDS,
 ) -> None:
     """Run cycles until `app.stopping` is set (SIGTERM/SIGINT, see `install_stop_signals`);
     SIGHUP reloads the rules and polls at once."""
     loop = asyncio.get_running_loop()
-    wake = asyncio.Event()
+    wake = app.wake
     reload_now = asyncio.Event()
     wake.set()
     if install_signals:
@@ -353,6 +396,10 @@ async def serve(
             stack.callback(loop.remove_signal_handler, signal.SIGHUP)
         if app.settings.http_port is not None:
             await _start_metrics(app, stack)
+        if app.stream is not None:
+            listening = asyncio.create_task(app.stream.run())
+            stack.callback(listening.cancel)
+        last_cycle: float | None = None
         app.log.info("daemon.started", account=app.identity.acct, interval_s=interval,
                      rules=app.rules.summary())
         while not app.stopping.is_set():
@@ -364,6 +411,14 @@ async def serve(
             reload_now.clear()
             if outage.waiting(app.clock.now()):
                 continue
+            if last_cycle is not None and loop.time() - last_cycle < min_gap:
+                # The stream can ring often; every poll spends Mastodon's paging budget.
+                with contextlib.suppress(Stopped):
+                    gap = min_gap - (loop.time() - last_cycle)
+                    await unless_stopped(asyncio.sleep(gap), app.stopping)
+                if app.stopping.is_set():
+                    break
+            last_cycle = loop.time()
             await _finish_or_cancel(run_cycle(app, outage, rng), app.stopping, stop_grace)
     app.log.info("daemon.stopped")
 

@@ -51,6 +51,7 @@ class Identity:
     account_id: str
     acct: str
     local_domain: str
+    streaming_url: str | None = None
 
 
 @dataclass(frozen=True)

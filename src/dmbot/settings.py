@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     bootstrap_limit: int = Field(default=40, ge=0, le=40)
     give_up_after_hours: float = Field(default=24, gt=0, le=24 * 30)
     http_port: int | None = Field(default=None, ge=1, le=65_535)
+    streaming: bool = True
 
     @field_validator("instance_url")
     @classmethod
