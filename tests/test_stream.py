@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,12 +49,11 @@ def live_sim() -> Iterator[Simulator]:
         yield sim
 
 
-async def wait_until(predicate: object, timeout: float = 10) -> None:
-    async def poll() -> None:
-        while not callable(predicate) or not predicate():
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    """State that lives in the simulator's thread, polled with a deadline."""
+    async with asyncio.timeout(10):
+        while not predicate():  # noqa: ASYNC110 (no event to wait on across threads)
             await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 async def test_a_dm_is_acted_on_as_soon_as_the_stream_rings(
