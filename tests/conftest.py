@@ -25,6 +25,24 @@ from dmbot.store import Store
 TOKEN = "test-token-5f2a9c"
 
 
+MARK_ALL_READ = """\
+version: 1
+rules:
+  - name: read-everything
+    if: {unread: true}
+    do: [mark_read]
+"""
+
+
+@pytest.fixture
+def live_sim() -> Iterator[Simulator]:
+    """The simulator on its own (real-time) clock, for tests that run the daemon's loop."""
+    simulator = Simulator(heartbeat=0.5)
+    simulator.add_token(TOKEN)
+    with simulator.serve():
+        yield simulator
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(datetime(2026, 11, 2, 12, 0, tzinfo=UTC))

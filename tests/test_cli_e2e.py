@@ -16,15 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import MARK_ALL_READ
+
 PROBE = "/api/v1/conversations/0/read"  # how dmbot learns it has write:conversations
 SIM_TOKEN = "e2e-token-7c1d0a"
-MARK_ALL_READ = """\
-version: 1
-rules:
-  - name: read-everything
-    if: { unread: true }
-    do: [mark_read]
-"""
 
 
 class SimProcess:

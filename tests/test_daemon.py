@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,14 +18,7 @@ from dmbot.logging import Redactor
 from dmbot.settings import Settings
 from dmbot.sim import Simulator
 
-TOKEN = "daemon-test-token"
-READ_EVERYTHING = """\
-version: 1
-rules:
-  - name: read-everything
-    if: {unread: true}
-    do: [mark_read]
-"""
+from conftest import MARK_ALL_READ, TOKEN
 
 
 class SignallingTransport(httpx.AsyncBaseTransport):
@@ -45,17 +37,9 @@ class SignallingTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-@pytest.fixture
-def live_sim() -> Iterator[Simulator]:
-    sim = Simulator()
-    sim.add_token(TOKEN)
-    with sim.serve():
-        yield sim
-
-
 def settings_for(sim: Simulator, tmp_path: Path) -> Settings:
     rules = tmp_path / "rules.yaml"
-    rules.write_text(READ_EVERYTHING, encoding="utf-8")
+    rules.write_text(MARK_ALL_READ, encoding="utf-8")
     return Settings(
         instance_url=sim.base_url, access_token=TOKEN, rules_file=rules,
         data_dir=tmp_path / "data", poll_interval=10,

@@ -83,3 +83,26 @@ def test_redaction_covers_known_secrets_url_credentials_and_bearer_headers() -> 
     lines = [json.loads(line) for line in text.splitlines()]
     assert lines[0]["url"] == "mailto://***@smtp.example"
     assert lines[1]["logger"] == "apprise"
+
+
+def test_values_the_rules_take_from_the_environment_are_masked(tmp_path: Path) -> None:
+    from dmbot.daemon import load_rules_or_fail
+    from dmbot.settings import Settings
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        'version: 1\nnotifiers:\n  phone: "ntfys://ntfy.sh/${NTFY_TOPIC}"\n'
+        "rules:\n  - name: all\n    do: [notify]\n",
+        encoding="utf-8",
+    )
+    topic_file = tmp_path / "topic"
+    topic_file.write_text("topic-from-a-file-42\n", encoding="utf-8")
+    redactor = Redactor()
+    settings = Settings(rules_file=rules)
+    loaded = load_rules_or_fail(settings, {"NTFY_TOPIC_FILE": str(topic_file)}, redactor)
+    assert loaded.notifiers["phone"].urls == ("ntfys://ntfy.sh/topic-from-a-file-42",)
+    assert "topic-from-a-file-42" not in redactor.redact("sent to ntfys://ntfy.sh/topic-from-a-file-42")
+
+    topic_file.unlink()
+    with pytest.raises(ConfigError, match="NTFY_TOPIC_FILE: cannot read"):
+        load_rules_or_fail(settings, {"NTFY_TOPIC_FILE": str(topic_file)}, redactor)

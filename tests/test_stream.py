@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,14 +15,7 @@ from dmbot.settings import Settings
 from dmbot.sim import Simulator
 from dmbot.stream import stream_url
 
-TOKEN = "stream-test-token"
-READ_EVERYTHING = """\
-version: 1
-rules:
-  - name: read-everything
-    if: {unread: true}
-    do: [mark_read]
-"""
+from conftest import MARK_ALL_READ, TOKEN
 
 
 @pytest.mark.parametrize(
@@ -41,14 +34,6 @@ def test_stream_url(streaming: str | None, instance: str, expected: str) -> None
     assert stream_url(streaming, instance) == expected
 
 
-@pytest.fixture
-def live_sim() -> Iterator[Simulator]:
-    sim = Simulator(heartbeat=0.5)
-    sim.add_token(TOKEN)
-    with sim.serve():
-        yield sim
-
-
 async def wait_until(predicate: Callable[[], bool]) -> None:
     """State that lives in the simulator's thread, polled with a deadline."""
     async with asyncio.timeout(10):
@@ -60,7 +45,7 @@ async def test_a_dm_is_acted_on_as_soon_as_the_stream_rings(
     live_sim: Simulator, tmp_path: Path
 ) -> None:
     rules = tmp_path / "rules.yaml"
-    rules.write_text(READ_EVERYTHING, encoding="utf-8")
+    rules.write_text(MARK_ALL_READ, encoding="utf-8")
     settings = Settings(
         instance_url=live_sim.base_url, access_token=TOKEN, rules_file=rules,
         data_dir=tmp_path / "data", poll_interval=3600,  # no scheduled poll in this test

@@ -18,6 +18,7 @@ from dmbot import __version__
 from dmbot.clock import SystemClock
 from dmbot.errors import ConfigError
 from dmbot.logging import Redactor, configure_logging
+from dmbot.notifiers import NotifierConfig
 from dmbot.settings import Settings, load_settings
 from dmbot.store import Status
 
@@ -94,12 +95,11 @@ def format_status(state: Status, now: datetime) -> str:
 
 def _register_rule_secrets(settings: Settings, redactor: Redactor) -> None:
     """Load the rules only to learn which strings to mask; a broken file is not status's job."""
-    from dmbot.daemon import register_rule_secrets
-    from dmbot.rules import RulesError, load_rules
+    from dmbot.daemon import load_rules_or_fail
 
     try:
-        register_rule_secrets(redactor, load_rules(settings.rules_file, os.environ))
-    except (RulesError, OSError):
+        load_rules_or_fail(settings, os.environ, redactor)
+    except (ConfigError, OSError):
         return
     try:
         redactor.add([settings.token()])
@@ -113,14 +113,13 @@ def check(args: argparse.Namespace, redactor: Redactor) -> int:
 
 
 async def _check(settings: Settings, redactor: Redactor) -> int:
-    from dmbot.daemon import connect, load_rules_or_fail, register_rule_secrets
+    from dmbot.daemon import connect, load_rules_or_fail
     from dmbot.mastodon import MastodonClient
 
     base_url = settings.instance()
     token = settings.token()
     redactor.add([token])
-    rules = load_rules_or_fail(settings, os.environ)
-    register_rule_secrets(redactor, rules)
+    rules = load_rules_or_fail(settings, os.environ, redactor)
     print(f"settings: ok (instance {base_url}, data in {settings.data_dir})")
     print(f"rules:    ok ({settings.rules_file}: {rules.summary()})")
     async with _http() as http:
@@ -146,7 +145,7 @@ def explain(args: argparse.Namespace, redactor: Redactor) -> int:
 
 
 async def _explain(settings: Settings, redactor: Redactor, limit: int) -> int:
-    from dmbot.daemon import connect, load_rules_or_fail, register_rule_secrets
+    from dmbot.daemon import connect, load_rules_or_fail
     from dmbot.decider import RulesDecider
     from dmbot.explain import explain_table
     from dmbot.mastodon import MastodonClient
@@ -157,8 +156,7 @@ async def _explain(settings: Settings, redactor: Redactor, limit: int) -> int:
     base_url = settings.instance()
     token = settings.token()
     redactor.add([token])
-    rules = load_rules_or_fail(settings, os.environ)
-    register_rule_secrets(redactor, rules)
+    rules = load_rules_or_fail(settings, os.environ, redactor)
     clock = SystemClock()
     async with _http() as http:
         client = MastodonClient(http, base_url, token, clock)
@@ -201,14 +199,13 @@ def test_samples(args: argparse.Namespace, redactor: Redactor) -> int:
 
 
 def notify_test(args: argparse.Namespace, redactor: Redactor) -> int:
-    from dmbot.daemon import load_rules_or_fail, register_rule_secrets
+    from dmbot.daemon import load_rules_or_fail
 
     settings = load_settings()
     configure_logging(fmt=settings.log_format, level="ERROR", redactor=redactor)
-    rules = load_rules_or_fail(settings, os.environ)
-    register_rule_secrets(redactor, rules)
+    rules = load_rules_or_fail(settings, os.environ, redactor)
     chosen = _pick_notifiers(rules.notifiers, args.name)
-    return asyncio.run(_notify_test(chosen, redactor))
+    return asyncio.run(_notify_test([rules.notifiers[name] for name in chosen], redactor))
 
 
 def _pick_notifiers(notifiers: Mapping[str, object], name: str | None) -> list[str]:
@@ -223,16 +220,14 @@ def _pick_notifiers(notifiers: Mapping[str, object], name: str | None) -> list[s
     return [name]
 
 
-async def _notify_test(names: list[str], redactor: Redactor) -> int:
-    from dmbot.daemon import load_rules_or_fail
+async def _notify_test(configs: list[NotifierConfig], redactor: Redactor) -> int:
     from dmbot.notify import AppriseNotifier
     from dmbot.render import render_test
 
-    rules = load_rules_or_fail(load_settings(), os.environ)
     notifier = AppriseNotifier()
     all_ok = True
-    for name in names:
-        config = rules.notifiers[name]
+    for config in configs:
+        name = config.name
         outcomes = await notifier.send(config, render_test(config))
         for outcome in outcomes:
             all_ok &= outcome.ok

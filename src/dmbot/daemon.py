@@ -79,17 +79,29 @@ class App:
         return self.reloader.current
 
 
-def register_rule_secrets(redactor: Redactor, rules: RuleSet) -> None:
+def register_rule_secrets(
+    redactor: Redactor, rules: RuleSet, env: Mapping[str, str] | None = None
+) -> None:
+    """Mask the secret parts of every notifier URL, and every value `${VAR}` took from the
+    environment (an ntfy topic is as secret as a password, though Apprise shows it)."""
     for notifier in rules.notifiers.values():
         for url in notifier.urls:
             redactor.add(url_secrets(url))
+    if isinstance(env, FileBackedEnv):
+        redactor.add(env.values_read())
 
 
-def load_rules_or_fail(settings: Settings, env: Mapping[str, str]) -> RuleSet:
+def load_rules_or_fail(
+    settings: Settings, env: Mapping[str, str], redactor: Redactor
+) -> RuleSet:
+    """Load the rules file (`${VAR}` from `env`, or `VAR_FILE`) and register its secrets."""
+    source = env if isinstance(env, FileBackedEnv) else FileBackedEnv(env)
     try:
-        return load_rules(settings.rules_file, FileBackedEnv(env))
+        rules = load_rules(settings.rules_file, source)
     except RulesError as error:
         raise ConfigError(str(error)) from None
+    register_rule_secrets(redactor, rules, source)
+    return rules
 
 
 async def connect(
@@ -149,8 +161,7 @@ async def open_app(
     base_url = settings.instance()
     token = settings.token()
     redactor.add([token])
-    rules = load_rules_or_fail(settings, env)
-    register_rule_secrets(redactor, rules)
+    rules = load_rules_or_fail(settings, env, redactor)
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(
             httpx.AsyncClient(
@@ -321,7 +332,7 @@ def check_rules_reload(app: App, force: bool = False) -> None:
     outcome = app.reloader.check(force=force)
     if outcome.kind == "reloaded":
         app.metrics.rules_reload(ok=True)
-        register_rule_secrets(app.redactor, app.reloader.current)
+        register_rule_secrets(app.redactor, app.reloader.current, app.reloader.env)
         app.log.info("rules.reloaded", change=outcome.change, summary=app.rules.summary())
     elif outcome.kind == "invalid" and outcome.first_report:
         app.metrics.rules_reload(ok=False)

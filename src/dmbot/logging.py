@@ -88,6 +88,7 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(out)
+    handler.setLevel(numeric)  # third-party loggers may run lower than what is printed
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
@@ -97,5 +98,7 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
-    for noisy in ("httpx", "httpcore", "apscheduler", "apprise", "asyncio"):
+    for noisy in ("httpx", "httpcore", "apscheduler", "asyncio"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+    # Apprise keeps a failure's reason only if its logger lets the WARNING through.
+    logging.getLogger("apprise").setLevel(logging.WARNING)

@@ -117,17 +117,25 @@ class FileBackedEnv(Mapping[str, str]):
             environ._environ if isinstance(environ, FileBackedEnv) else environ
         )
         self._environ: dict[str, str] = dict(plain)
+        self.read: set[str] = set()  # the names `${VAR}` asked for: their values are secrets
+
+    def values_read(self) -> list[str]:
+        """What the rules took from the environment: masked in every log line."""
+        return [self[name] for name in sorted(self.read)]
 
     def __getitem__(self, name: str) -> str:
         if name in self._environ:
+            self.read.add(name)
             return self._environ[name]
         path = self._environ.get(f"{name}_FILE")
         if path is None:
             raise KeyError(name)
         try:
-            return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as error:
             raise ConfigError(f"{name}_FILE: cannot read {path}: {error.strerror}") from None
+        self.read.add(name)
+        return value
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._environ)  # the variables as set; `VAR` behind `VAR_FILE` is looked up
