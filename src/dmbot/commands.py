@@ -160,7 +160,7 @@ async def _explain(settings: Settings, redactor: Redactor, limit: int) -> int:
     clock = SystemClock()
     async with _http() as http:
         client = MastodonClient(http, base_url, token, clock)
-        identity = await connect(client, settings, rules, first_run=True)
+        identity = await connect(client, settings, rules, first_run=True, read_only=True)
         page = await client.conversations(limit=limit)
         events = [
             Event.from_conversation(

@@ -45,7 +45,7 @@ from dmbot.notify import AppriseNotifier, Notifier, url_secrets
 from dmbot.relationships import RelationshipCache
 from dmbot.reload import RulesReloader
 from dmbot.rules import RulesError, RuleSet, load_rules, scope_error
-from dmbot.scopes import probe_scopes
+from dmbot.scopes import PROBED_SCOPES, probe_scopes
 from dmbot.settings import FileBackedEnv, Settings
 from dmbot.snowflake import newer
 from dmbot.store import Store
@@ -105,16 +105,24 @@ def load_rules_or_fail(
 
 
 async def connect(
-    client: MastodonClient, settings: Settings, rules: RuleSet, first_run: bool
+    client: MastodonClient,
+    settings: Settings,
+    rules: RuleSet,
+    first_run: bool,
+    *,
+    read_only: bool = False,
 ) -> Identity:
     """Who the token belongs to, and whether it has the scopes the rules need.
 
+    Every scope a rules file can need is probed once, so that a later reload needing one the
+    token lacks can be refused. `read_only` (explain, dry runs) skips the write probe.
     A refused token or a missing scope is the user's to fix; so is an instance that never
     answered before. An instance that worked before and is down now is waited for."""
+    probed = PROBED_SCOPES - {"write:conversations"} if read_only else PROBED_SCOPES
     try:
         account = await client.verify_credentials()
         instance = await client.instance()
-        missing = await probe_scopes(client, rules.required_scopes)
+        missing = await probe_scopes(client, probed)
     except AuthError as error:
         raise ConfigError(
             f"DMBOT_ACCESS_TOKEN was refused by {settings.instance_url} ({error}); "
@@ -136,7 +144,7 @@ async def connect(
         raise ConfigError(f"{problem} (give DMBOT_ACCESS_TOKEN a token that has it)")
     return Identity(
         account_id=account.id, acct=account.acct, local_domain=instance.domain,
-        streaming_url=instance.streaming_url,
+        streaming_url=instance.streaming_url, missing_scopes=frozenset(missing),
     )
 
 
@@ -176,8 +184,12 @@ async def open_app(
         store = real_store.copy_in_memory() if dry_run else real_store
         if dry_run:
             stack.callback(store.close)
-        identity = await _connect_with_retry(client, settings, rules, store, clock, stopping)
-        reloader = RulesReloader(settings.rules_file, env, rules)
+        identity = await _connect_with_retry(
+            client, settings, rules, store, clock, stopping, read_only=dry_run
+        )
+        reloader = RulesReloader(
+            settings.rules_file, env, rules, missing_scopes=identity.missing_scopes
+        )
         metrics = Metrics()
         decider = RulesDecider(
             rules=lambda: reloader.current,
@@ -249,13 +261,17 @@ async def _connect_with_retry(
     store: Store,
     clock: Clock,
     stopping: asyncio.Event,
+    *,
+    read_only: bool = False,
 ) -> Identity:
     first_run = store.get_meta("last_success_at") is None
     log = structlog.get_logger("dmbot.daemon")
     delay = 5.0
     while True:
         try:
-            identity = await unless_stopped(connect(client, settings, rules, first_run), stopping)
+            identity = await unless_stopped(
+                connect(client, settings, rules, first_run, read_only=read_only), stopping
+            )
         except TransientError as error:
             log.warning("mastodon.unavailable", error=str(error), retry_in_s=delay)
             await unless_stopped(clock.sleep(delay), stopping)
@@ -308,10 +324,17 @@ class Outage:
         self.failures = 0
         self.retry_at: datetime | None = None
 
-    def failed(self, now: datetime, error: Exception, rng: random.Random) -> None:
+    def failed(
+        self,
+        now: datetime,
+        error: Exception,
+        rng: random.Random,
+        event: str = "mastodon.unavailable",
+    ) -> None:
         if self.down_since is None:
             self.down_since = now
-            self._log.warning("mastodon.unavailable", error=str(error))
+            report = self._log.error if event == "mastodon.refused" else self._log.warning
+            report(event, error=str(error))
         self.failures += 1
         backoff = min(self._interval * 2 ** (self.failures - 1), 900.0)
         self.retry_at = now + timedelta(seconds=backoff * rng.uniform(0.5, 1.0))
@@ -344,7 +367,11 @@ async def run_cycle(app: App, outage: Outage, rng: random.Random) -> CycleResult
     started = asyncio.get_running_loop().time()
     try:
         result = await app.engine.poll_once()
-    except (TransientError, AuthError) as error:
+    except AuthError as error:  # a revoked token, or a scope taken away since the start
+        outage.failed(app.clock.now(), error, rng, event="mastodon.refused")
+        app.metrics.poll_done(ok=False, new_events=0, requests=0, when=app.clock.now())
+        return None
+    except TransientError as error:
         outage.failed(app.clock.now(), error, rng)
         app.metrics.poll_done(ok=False, new_events=0, requests=0, when=app.clock.now())
         return None

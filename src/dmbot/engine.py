@@ -46,12 +46,13 @@ class Decider(Protocol):
 
 @dataclass(frozen=True)
 class Identity:
-    """Who the token belongs to, learnt once at start."""
+    """Who the token belongs to and what it may not do, learnt once at start."""
 
     account_id: str
     acct: str
     local_domain: str
     streaming_url: str | None = None
+    missing_scopes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,22 @@ While the file is invalid the reloader watches the files the failed load read, s
 the file (or creating the list file it was missing) is noticed the same way. The caller logs:
 `reloaded` with `change` (see `describe_change`), `invalid` with `error` when `first_report`.
 
+An edit that needs a token scope known to be missing (`missing_scopes`, learnt by probing
+at start) is invalid too, reported at the rule or list that needs it: accepted, it would
+make every poll fail with 403 and no message would be handled until the next edit.
+
 Limits: an edit that keeps both size and modification time (same-second rewrite on a coarse
 filesystem) is noticed only by `force`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from dmbot.rules import RulesError, RuleSet, describe_change, load_rules
+from dmbot.rules import RulesError, RuleSet, describe_change, load_rules, scope_error
 from dmbot.yaml_source import current_digest
 
 Stamp = tuple[int, int] | None
@@ -37,10 +41,14 @@ class ReloadOutcome:
 
 
 class RulesReloader:
-    def __init__(self, path: Path, env: Mapping[str, str], initial: RuleSet) -> None:
+    def __init__(
+        self, path: Path, env: Mapping[str, str], initial: RuleSet,
+        missing_scopes: Iterable[str] = (),
+    ) -> None:
         self.path = path
         self.env = env
         self.current = initial
+        self.missing_scopes = frozenset(missing_scopes)  # scopes the token is known to lack
         self._files = initial.watched_files
         self._digest = initial.source_digest
         self._stamps: dict[Path, Stamp] = {}  # empty: the next check hashes once
@@ -60,6 +68,10 @@ class RulesReloader:
         self._stamps = {}
         try:
             new = load_rules(self.path, self.env)
+            lacking = scope_error(new, self.missing_scopes)
+            if lacking is not None:
+                lacking.files, lacking.source_digest = new.watched_files, new.source_digest
+                raise lacking
         except RulesError as error:
             first = force or self._error is None or str(error) != str(self._error)
             self._error = error

@@ -12,6 +12,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dmbot.mastodon import AuthError, MastodonClient, NotFound
 
 _IMPOSSIBLE_ID = "0"
+# Every scope a rules file can need. The daemon probes them all at start, so that a reload
+# that needs one the token lacks is refused as invalid instead of failing every poll.
+PROBED_SCOPES = frozenset({"read:statuses", "write:conversations", "read:follows", "read:blocks"})
 
 
 def _probes(client: MastodonClient) -> dict[str, Callable[[], Awaitable[object]]]:
