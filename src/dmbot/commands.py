@@ -239,4 +239,4 @@ async def _notify_test(configs: list[NotifierConfig], redactor: Redactor) -> int
 def demo(args: argparse.Namespace, redactor: Redactor) -> int:
     from dmbot.demo import run_demo
 
-    return run_demo(pause=0.0 if args.fast else 6.0)
+    return run_demo(pause=0.0 if args.fast else 10.0)

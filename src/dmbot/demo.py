@@ -144,7 +144,7 @@ def _workspace() -> Iterator[Path]:
         yield folder
 
 
-def run_demo(*, pause: float = 6.0, out: TextIO | None = None) -> int:
+def run_demo(*, pause: float = 10.0, out: TextIO | None = None) -> int:
     stream = out or sys.stdout
     redactor = Redactor()
     configure_logging(fmt="console", level="INFO", redactor=redactor, stream=stream)
