@@ -7,13 +7,14 @@ import socket
 from pathlib import Path
 
 import httpx
-from conftest import MARK_ALL_READ, TOKEN
 
 from dmbot.clock import SystemClock
 from dmbot.daemon import open_app, serve
 from dmbot.logging import Redactor
 from dmbot.settings import Settings
 from dmbot.sim import Simulator
+
+from conftest import MARK_ALL_READ, TOKEN
 
 
 def free_port() -> int:
@@ -38,7 +39,7 @@ async def test_the_daemon_serves_metrics_and_health(live_sim: Simulator, tmp_pat
             async with asyncio.timeout(10):
                 while app.store.get_meta("last_success_at") is None:  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
-                while True:  # noqa: ASYNC110 (the server starts with the loop)
+                while True:
                     try:
                         metrics = await http.get("/metrics")
                         break
