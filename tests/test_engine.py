@@ -268,3 +268,23 @@ async def test_own_messages_are_skipped_unless_asked(harness: Harness) -> None:
     sim.send_dm(sim.owner, to=[friend], text="my own message")
     await harness.engine.poll_once()
     assert harness.decider.seen == []
+
+
+async def test_a_message_that_breaks_the_rules_does_not_block_the_others(
+    harness: Harness,
+) -> None:
+    sim = harness.sim
+    await harness.engine.poll_once()
+    send_from_each(sim, strangers(sim, 3))
+
+    def decide(event: Event) -> list[MarkRead]:
+        if event.sender.username == "user1":
+            raise RuntimeError("a bug meets a hostile message")
+        return [MarkRead(rule="read")]
+
+    harness.decider.decide_fn = decide
+    result = await harness.engine.poll_once()
+
+    assert result.new_events == 3
+    unread = {v.participants[0] for v in sim.conversations(sim.owner) if v.unread}
+    assert unread == {"user1@remote.example"}

@@ -182,6 +182,18 @@ class Engine:
         keep = self._config.sweep_horizon + self._config.overlap + timedelta(days=1)
         self._store.prune(now, keep)
 
+    def _decide(self, event: Event) -> list[Action]:
+        """The rules' verdict. A message that makes them fail (a bug, never a user error: the
+        rules were validated) is logged and left alone, so it cannot block every later one."""
+        try:
+            return self._decider.decide(event)
+        except Exception:
+            self._log.exception(
+                "rules.failed", conversation_id=event.conversation.id, status_id=event.status.id,
+                sender=event.sender.acct,
+            )
+            return []
+
     async def _ingest(
         self,
         page: Page,
@@ -216,7 +228,7 @@ class Engine:
             if wanted(conversation):
                 fresh.append(event)
         prepared = await self._decider.prepare(fresh) if fresh else ()
-        decided = [(event, self._decider.decide(event)) for event in prepared]
+        decided = [(event, self._decide(event)) for event in prepared]
         added = self._store.record(
             seen=marks,
             events=[(event, actions) for event, actions in decided if actions],
