@@ -70,7 +70,10 @@ class Executor:
         one mid-request could repeat it after a restart; the rest waits in the outbox."""
         result = ExecutionResult()
         now = self._clock.now()
-        await self._notify(self._store.due(now, ["notify"]), result)
+        try:
+            await self._notify(self._store.due(now, ["notify"]), result)
+        except Exception:  # a bug in rendering must not hold up mark_read and delete
+            self._log.exception("notify.crashed")
         for kind in ("mark_read", "delete"):
             for item in self._store.due(now, [kind]):
                 if self._stopping.is_set() or not await self._server_action(item, result):
