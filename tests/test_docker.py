@@ -27,6 +27,7 @@ import pytest
 
 from dmbot.sim import SimAccount, Simulator
 
+from conftest import MARK_ALL_READ
 from receivers import JsonReceiver
 
 pytestmark = pytest.mark.docker
@@ -217,13 +218,6 @@ def receiver() -> Iterator[JsonReceiver]:
         yield hook
 
 
-MARK_ALL_READ = """\
-version: 1
-rules:
-  - name: read-everything
-    if: {unread: true}
-    do: [mark_read]
-"""
 READ = re.compile(r"/api/v1/conversations/(\d+)/read")
 
 
