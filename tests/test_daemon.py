@@ -12,8 +12,9 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from dmbot.app import open_app
 from dmbot.clock import SystemClock
-from dmbot.daemon import Outage, open_app, run_cycle, serve
+from dmbot.daemon import Outage, run_cycle, serve
 from dmbot.logging import Redactor
 from dmbot.settings import Settings
 from dmbot.sim import Simulator

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import httpx
 
+from dmbot.app import open_app
 from dmbot.clock import SystemClock
-from dmbot.daemon import open_app, serve
+from dmbot.daemon import serve
 from dmbot.logging import Redactor
 from dmbot.settings import Settings
 from dmbot.sim import Simulator

@@ -17,8 +17,8 @@ from typing import Literal
 
 import pytest
 
+from dmbot.app import App, open_app
 from dmbot.clock import ManualClock
-from dmbot.daemon import App, open_app
 from dmbot.delivery import BURST_REASON, COOLDOWN_REASON, QUIET_REASON
 from dmbot.logging import Redactor
 from dmbot.settings import Settings

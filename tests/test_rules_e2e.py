@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from dmbot.app import App, open_app
 from dmbot.clock import ManualClock
-from dmbot.daemon import App, open_app
 from dmbot.logging import Redactor
 from dmbot.settings import Settings
 from dmbot.sim import SimAccount, Simulator

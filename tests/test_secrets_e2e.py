@@ -29,8 +29,9 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from dmbot.app import open_app
 from dmbot.clock import ManualClock
-from dmbot.daemon import Outage, check_rules_reload, open_app, run_cycle
+from dmbot.daemon import Outage, check_rules_reload, run_cycle
 from dmbot.logging import Redactor
 from dmbot.notify import url_secrets
 from dmbot.settings import Settings

@@ -86,7 +86,7 @@ def test_redaction_covers_known_secrets_url_credentials_and_bearer_headers() -> 
 
 
 def test_values_the_rules_take_from_the_environment_are_masked(tmp_path: Path) -> None:
-    from dmbot.daemon import load_rules_or_fail
+    from dmbot.app import load_rules_or_fail
     from dmbot.settings import Settings
 
     rules = tmp_path / "rules.yaml"

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from dmbot.app import open_app
 from dmbot.clock import SystemClock
-from dmbot.daemon import open_app, serve
+from dmbot.daemon import serve
 from dmbot.logging import Redactor
 from dmbot.settings import Settings
 from dmbot.sim import Simulator
@@ -68,7 +69,7 @@ async def test_a_dm_is_acted_on_as_soon_as_the_stream_rings(
 def test_echoes_of_conversations_already_seen_do_not_wake_the_loop(tmp_path: Path) -> None:
     import json
 
-    from dmbot.daemon import ring_for_news
+    from dmbot.app import ring_for_news
     from dmbot.store import Store
 
     def payload(status_id: str) -> str:

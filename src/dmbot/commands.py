@@ -36,7 +36,9 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
 
 
 async def _run(settings: Settings, redactor: Redactor, *, once: bool, dry_run: bool) -> int:
-    from dmbot.daemon import Outage, Stopped, install_stop_signals, open_app, run_cycle, serve
+    from dmbot.app import open_app
+    from dmbot.daemon import Outage, run_cycle, serve
+    from dmbot.shutdown import Stopped, install_stop_signals
 
     stopping = asyncio.Event()
     remove_signals = install_stop_signals(stopping)  # before startup: PID 1 in a container
@@ -95,7 +97,7 @@ def format_status(state: Status, now: datetime) -> str:
 
 def _register_rule_secrets(settings: Settings, redactor: Redactor) -> None:
     """Load the rules only to learn which strings to mask; a broken file is not status's job."""
-    from dmbot.daemon import load_rules_or_fail
+    from dmbot.app import load_rules_or_fail
 
     try:
         load_rules_or_fail(settings, os.environ, redactor)
@@ -113,7 +115,7 @@ def check(args: argparse.Namespace, redactor: Redactor) -> int:
 
 
 async def _check(settings: Settings, redactor: Redactor) -> int:
-    from dmbot.daemon import connect, load_rules_or_fail
+    from dmbot.app import connect, load_rules_or_fail
     from dmbot.mastodon import MastodonClient
 
     base_url = settings.instance()
@@ -145,7 +147,7 @@ def explain(args: argparse.Namespace, redactor: Redactor) -> int:
 
 
 async def _explain(settings: Settings, redactor: Redactor, limit: int) -> int:
-    from dmbot.daemon import connect, load_rules_or_fail
+    from dmbot.app import connect, load_rules_or_fail
     from dmbot.decider import RulesDecider
     from dmbot.explain import explain_table
     from dmbot.mastodon import MastodonClient
@@ -199,7 +201,7 @@ def test_samples(args: argparse.Namespace, redactor: Redactor) -> int:
 
 
 def notify_test(args: argparse.Namespace, redactor: Redactor) -> int:
-    from dmbot.daemon import load_rules_or_fail
+    from dmbot.app import load_rules_or_fail
 
     settings = load_settings()
     configure_logging(fmt=settings.log_format, level="ERROR", redactor=redactor)

@@ -24,8 +24,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
+from dmbot.app import App, open_app
 from dmbot.clock import SystemClock
-from dmbot.daemon import App, Outage, open_app, run_cycle
+from dmbot.daemon import Outage, run_cycle
 from dmbot.logging import Redactor, configure_logging
 from dmbot.rules import RuleSet
 from dmbot.settings import Settings
