@@ -6,10 +6,14 @@ status ids are Snowflakes from the simulator's clock. The HTTP layer (`dmbot.sim
 Mastodon's auth, scopes, throttles, Link headers, errors and the `direct` SSE stream, plus a
 JSON control API under `/_sim/` for tests that run the simulator in another process.
 
-`Simulator` is put together from one mixin per concept: accounts and tokens
-(`dmbot.sim_accounts`), direct messages and their rows (`dmbot.sim_dms`), relationships and
-domain blocks (`dmbot.sim_relationships`), faults and outages (`dmbot.sim_faults`). It adds the
-request log, the streams and serving.
+`Simulator` builds one component per concept, each owning its state, and hands each what it
+reads: accounts and tokens (`AccountBook`, `dmbot.sim_accounts`), direct messages and the rows
+they make (`DirectMessages`, `dmbot.sim_dms`), relationships and domain blocks
+(`RelationshipBook`, `dmbot.sim_relationships`), faults and outages (`FaultPlan`,
+`dmbot.sim_faults`). The first three share one lock, since rows and relationships name
+accounts and a DM updates its author's counts; the fault plan, read on every request and by
+nothing else, has its own. `Simulator` answers its public API from them, one line a method,
+and adds the request log, the streams and serving.
 
 Simplified on purpose:
 - Notification policies, blocks and mutes never filter or drop a DM; hold one back with
@@ -29,9 +33,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from dmbot.sim_accounts import Accounts
+from dmbot.sim_accounts import AccountBook
 from dmbot.sim_dms import DirectMessages
-from dmbot.sim_faults import FAULT_KINDS, Fault, FaultKind, Faults, OutageMode
+from dmbot.sim_faults import FAULT_KINDS, Fault, FaultKind, FaultPlan, OutageMode
 from dmbot.sim_http import SimServer
 from dmbot.sim_model import (
     ConversationView,
@@ -44,7 +48,7 @@ from dmbot.sim_model import (
     ascii_domain,
     unicode_domain,
 )
-from dmbot.sim_relationships import Relationships
+from dmbot.sim_relationships import RelationshipBook
 from dmbot.sim_stream import Streams, Subscriber
 
 __all__ = [
@@ -69,7 +73,7 @@ __all__ = [
 Json = dict[str, Any]
 
 
-class Simulator(Accounts, DirectMessages, Relationships, Faults):
+class Simulator:
     """The simulated instance. Every public method is thread-safe; see the module docstring."""
 
     def __init__(
@@ -87,16 +91,50 @@ class Simulator(Accounts, DirectMessages, Relationships, Faults):
         self.paging_limit = paging_limit
         self.heartbeat = heartbeat
         self._lock = threading.RLock()
-        self._closing = threading.Event()
         self._streams = Streams()
-        Accounts.__init__(self)
-        DirectMessages.__init__(self)
-        Relationships.__init__(self)
-        Faults.__init__(self)
+        self.accounts = AccountBook(self._lock, self.clock, self.domain, self._streams)
+        self.messages = DirectMessages(
+            self._lock, self.clock, self.domain, self.accounts, self._streams
+        )
+        self.relationships = RelationshipBook(self._lock, self.accounts)
+        self.faults = FaultPlan()
+        self.owner = self.accounts.owner
         self._requests: list[RecordedRequest] = []
         self._server: SimServer | None = None
         self._serve_thread: threading.Thread | None = None
-        self.owner = self.add_account("me", display_name="Me")
+
+        # The public API: each method is the owning component's, bound here.
+        self.add_account = self.accounts.add_account
+        self.account = self.accounts.account
+        self.add_token = self.accounts.add_token
+        self.revoke_token = self.accounts.revoke_token
+        self.lookup_token = self.accounts.lookup_token
+
+        self.send_dm = self.messages.send_dm
+        self.deliver = self.messages.deliver
+        self.soft_delete = self.messages.soft_delete
+        self.delete_status = self.messages.delete_status
+        self.status = self.messages.status
+        self.conversations = self.messages.conversations
+        self.conversation = self.messages.conversation
+        self.set_unread = self.messages.set_unread
+        self.delete_conversation = self.messages.delete_conversation
+        self.conversations_above = self.messages.conversations_above
+        self.conversations_below = self.messages.conversations_below
+        self.conversation_json = self.messages.conversation_json
+
+        self.set_relationship = self.relationships.set_relationship
+        self.relationships_json = self.relationships.relationships_json
+        self.block_domain = self.relationships.block_domain
+        self.unblock_domain = self.relationships.unblock_domain
+        self.domain_blocks_page = self.relationships.domain_blocks_page
+
+        self.inject_fault = self.faults.inject_fault
+        self.clear_faults = self.faults.clear_faults
+        self.take_fault = self.faults.take_fault
+        self.stop_answering = self.faults.stop_answering
+        self.resume = self.faults.resume
+        self.wait_while_hanging = self.faults.wait_while_hanging
 
     # -- recorded requests ----------------------------------------------------------------
 
@@ -133,7 +171,7 @@ class Simulator(Accounts, DirectMessages, Relationships, Faults):
         with self._lock:
             if self._server is not None:
                 raise RuntimeError("the simulator is already serving")
-            self._closing.clear()
+            self.faults.open()
             self._streams.open()
             self._server = SimServer(self, (host, port))
             self._serve_thread = threading.Thread(
@@ -147,11 +185,10 @@ class Simulator(Accounts, DirectMessages, Relationships, Faults):
 
     def stop(self) -> None:
         """Stop serving: end streams, release hung requests, close every connection."""
-        with self._answering:
+        with self._lock:
             server, thread = self._server, self._serve_thread
             self._server = self._serve_thread = None
-            self._closing.set()
-            self._answering.notify_all()
+            self.faults.close()
             self._streams.close()
         if server is not None:
             server.stop()

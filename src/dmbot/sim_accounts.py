@@ -1,6 +1,8 @@
 """The simulator's accounts and the bearer tokens that act for them.
 
-A mixin of `Simulator`, which provides the lock, clock, domain and streams read here.
+`Simulator` hands the book its lock (shared with the components that read accounts), its
+clock and domain, and the streams that a revoked token ends. The owner, @me, exists from the
+start: a token acts for it unless told otherwise.
 """
 
 from __future__ import annotations
@@ -21,20 +23,21 @@ from dmbot.sim_model import (
 from dmbot.sim_stream import Streams
 
 
-class Accounts:
+class AccountBook:
     """Accounts by id and by handle, and tokens by their string. Thread-safe."""
 
-    clock: NowSource
-    domain: str
-    owner: SimAccount
-    _lock: threading.RLock
-    _streams: Streams
-
-    def __init__(self) -> None:
+    def __init__(
+        self, lock: threading.RLock, clock: NowSource, domain: str, streams: Streams
+    ) -> None:
+        self._lock = lock
+        self._clock = clock
+        self._domain = domain
+        self._streams = streams
         self._accounts: dict[str, SimAccount] = {}
         self._handles: dict[tuple[str, str | None], SimAccount] = {}  # (lower username, domain)
         self._account_ids = SnowflakeIds()
         self._tokens: dict[str, SimToken] = {}
+        self.owner = self.add_account("me", display_name="Me")
 
     def add_account(
         self,
@@ -58,8 +61,8 @@ class Accounts:
         stored = self._stored_domain(domain)
         with self._lock:
             if (username.lower(), stored) in self._handles:
-                raise ValueError(f"account {username}@{stored or self.domain} exists already")
-            now = self.clock.now()
+                raise ValueError(f"account {username}@{stored or self._domain} exists already")
+            now = self._clock.now()
             ids = self._account_ids
             account = SimAccount(
                 id=str(ids.at(created_at) if created_at else ids.now(now)),
@@ -90,10 +93,15 @@ class Accounts:
                 raise KeyError(f"no account {ref!r}")
             return found
 
+    def known(self, ids: Iterable[str]) -> list[SimAccount]:
+        """The accounts with these ids, in their order; unknown ids are skipped."""
+        with self._lock:
+            return [self._accounts[i] for i in ids if i in self._accounts]
+
     def _stored_domain(self, domain: str | None) -> str | None:
         """None for a local account (no domain, or this instance's), else lowercase punycode."""
         stored = ascii_domain(domain) if domain else None
-        return None if stored == self.domain else stored
+        return None if stored == self._domain else stored
 
     def add_token(
         self,

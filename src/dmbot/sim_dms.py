@@ -2,13 +2,13 @@
 
 Mastodon's model (`../shared/mastodon-api.md` §2): a status lands in one row per local
 participant, the row for (owner, thread, exact set of other participants); rows are ordered
-and paged by their `last_status_id`. A mixin of `Simulator`, which provides the lock, clock,
-domain, accounts and streams read here.
+and paged by their `last_status_id` (`dmbot.sim_inbox`). `Simulator` hands this component its
+lock (shared with the `AccountBook` that rows name participants from), its clock and domain,
+and the streams that each created or updated row is pushed to.
 """
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import json
 import threading
@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from dmbot.sim_inbox import Inbox, Row
+from dmbot.sim_accounts import AccountBook
+from dmbot.sim_inbox import Inboxes, Row
 from dmbot.sim_json import conversation_json, status_content
 from dmbot.sim_model import (
     ConversationView,
@@ -35,21 +36,25 @@ Json = dict[str, Any]
 class DirectMessages:
     """Statuses by id, threads by participants, rows by owner. Thread-safe."""
 
-    clock: NowSource
-    domain: str
-    _lock: threading.RLock
-    _accounts: dict[str, SimAccount]
-    _streams: Streams
-
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        lock: threading.RLock,
+        clock: NowSource,
+        domain: str,
+        accounts: AccountBook,
+        streams: Streams,
+    ) -> None:
+        self._lock = lock
+        self._clock = clock
+        self._domain = domain
+        self._accounts = accounts
+        self._streams = streams
         self._status_ids = SnowflakeIds()
         self._statuses: dict[int, SimStatus] = {}
         self._thread_tip: dict[int, SimStatus] = {}
         self._thread_of: dict[frozenset[str], int] = {}
         self._thread_numbers = itertools.count(1)
-        self._row_numbers = itertools.count(1)
-        self._inboxes: dict[str, Inbox] = {}
-        self._rows_of_status: dict[int, list[Row]] = {}
+        self._inboxes = Inboxes()
 
     # -- statuses and threads ---------------------------------------------------------
 
@@ -81,11 +86,13 @@ class DirectMessages:
             recipients = tuple(dict.fromkeys(to))
             thread_no = self._pick_thread(author, recipients, thread)
             parent = self._thread_tip.get(thread_no)
-            now = self.clock.now()
+            now = self._clock.now()
             sid = self._status_ids.at(status_time) if status_time else self._status_ids.now(now)
             created = time_of(sid)
             if not author.is_local:  # remote `published` has whole seconds
                 created = created.replace(microsecond=0)
+            if html is None:
+                html = status_content(recipients, text, self._domain)
             status = SimStatus(
                 id=str(sid),
                 author=author,
@@ -93,7 +100,7 @@ class DirectMessages:
                 thread=thread_no,
                 created_at=created,
                 text=text,
-                content=html if html is not None else status_content(recipients, text, self.domain),
+                content=html,
                 spoiler_text=spoiler_text,
                 language=language,
                 media=media,
@@ -138,33 +145,10 @@ class DirectMessages:
         status.delivered = True
 
     def _add_to_row(self, owner: SimAccount, status: SimStatus) -> None:
-        """`AccountConversation.add_status`: find or create the row, append, set unread."""
-        people = {a.id for a in (status.author, *status.recipients)} - {owner.id}
-        others = tuple(sorted(people, key=int))
-        inbox = self._inboxes.setdefault(owner.id, Inbox())
-        sid = int(status.id)
-        unread = status.author is not owner
-        row = inbox.by_identity.get((status.thread, others))
-        if row is None:
-            row = Row(
-                id=next(self._row_numbers),
-                owner=owner,
-                thread=status.thread,
-                others=others,
-                status_ids=[sid],
-                unread=unread,
-            )
-            inbox.insert(row)
-        else:
-            at = bisect.bisect_left(row.status_ids, sid)
-            if at < len(row.status_ids) and row.status_ids[at] == sid:
-                return
-            old = row.key
-            row.status_ids.insert(at, sid)
-            row.unread = unread
-            inbox.rekey(row, old)
-        self._rows_of_status.setdefault(sid, []).append(row)
-        self._publish(row)
+        """Add `status` to `owner`'s row, and push the row to the owner's streams."""
+        row = self._inboxes.add(owner, status)
+        if row is not None:
+            self._publish(row)
 
     def soft_delete(self, status: SimStatus) -> None:
         """Hide a status but keep its rows in place: `last_status` becomes null (a reported
@@ -179,16 +163,7 @@ class DirectMessages:
             if self._statuses.pop(sid, None) is None:
                 return
             status.author.statuses_count = max(0, status.author.statuses_count - 1)
-            for row in self._rows_of_status.pop(sid, []):
-                if not row.alive:
-                    continue
-                inbox = self._inboxes[row.owner.id]
-                if row.status_ids == [sid]:
-                    inbox.remove(row)
-                    continue
-                old = row.key
-                row.status_ids.remove(sid)
-                inbox.rekey(row, old)
+            self._inboxes.drop_status(sid)
 
     def status(self, status_id: str) -> SimStatus:
         """A status by id (soft-deleted ones too); KeyError once deleted for good."""
@@ -202,12 +177,11 @@ class DirectMessages:
     def conversations(self, owner: SimAccount) -> list[ConversationView]:
         """All of `owner`'s rows, newest `last_status_id` first."""
         with self._lock:
-            inbox = self._inboxes.get(owner.id, Inbox())
-            return [self._view(row) for row in inbox.newest_first()]
+            return [self._view(row) for row in self._inboxes.of(owner).newest_first()]
 
     def conversation(self, owner: SimAccount, conv_id: str | int) -> ConversationView | None:
         with self._lock:
-            row = self._row(owner, conv_id)
+            row = self._inboxes.row(owner, conv_id)
             return None if row is None else self._view(row)
 
     def set_unread(
@@ -215,7 +189,7 @@ class DirectMessages:
     ) -> ConversationView | None:
         """Mark a row read or unread (as another app would); None if there is no such row."""
         with self._lock:
-            row = self._row(owner, conv_id)
+            row = self._inboxes.row(owner, conv_id)
             if row is None:
                 return None
             if row.unread != unread:
@@ -226,16 +200,10 @@ class DirectMessages:
     def delete_conversation(self, owner: SimAccount, conv_id: str | int) -> bool:
         """Destroy a row (statuses stay); False if there is no such row."""
         with self._lock:
-            row = self._row(owner, conv_id)
+            row = self._inboxes.row(owner, conv_id)
             if row is not None:
-                self._inboxes[owner.id].remove(row)
+                self._inboxes.remove(row)
             return row is not None
-
-    def _row(self, owner: SimAccount, conv_id: str | int) -> Row | None:
-        inbox = self._inboxes.get(owner.id)
-        if inbox is None or not str(conv_id).isdigit():
-            return None
-        return inbox.rows.get(int(conv_id))
 
     def _view(self, row: Row) -> ConversationView:
         last = self._statuses.get(row.status_ids[-1])
@@ -251,18 +219,17 @@ class DirectMessages:
     def _conversation_json(self, row: Row) -> Json:
         last = self._statuses.get(row.status_ids[-1])
         visible = None if last is None or last.soft_deleted else last
-        return conversation_json(row.id, row.unread, self._participants(row), visible, self.domain)
+        return conversation_json(row.id, row.unread, self._participants(row), visible, self._domain)
 
     def _participants(self, row: Row) -> list[SimAccount]:
-        found = [self._accounts[i] for i in row.others if i in self._accounts]
-        return found or [row.owner]
+        return self._accounts.known(row.others) or [row.owner]
 
     def conversations_above(
         self, owner: SimAccount, limit: int, min_id: int | None, max_id: int | None
     ) -> list[tuple[int, Json]]:
         """`paginate_by_min_id(...).reverse`: (last_status_id, JSON) newest first."""
         with self._lock:
-            rows = self._inboxes.get(owner.id, Inbox()).above(limit, min_id, max_id)
+            rows = self._inboxes.of(owner).above(limit, min_id, max_id)
             return [(row.key[0], self._conversation_json(row)) for row in rows]
 
     def conversations_below(
@@ -270,12 +237,12 @@ class DirectMessages:
     ) -> list[tuple[int, Json]]:
         """`paginate_by_max_id`: (last_status_id, JSON) newest first."""
         with self._lock:
-            rows = self._inboxes.get(owner.id, Inbox()).below(limit, max_id, since_id)
+            rows = self._inboxes.of(owner).below(limit, max_id, since_id)
             return [(row.key[0], self._conversation_json(row)) for row in rows]
 
     def conversation_json(self, owner: SimAccount, conv_id: str | int) -> Json | None:
         with self._lock:
-            row = self._row(owner, conv_id)
+            row = self._inboxes.row(owner, conv_id)
             return None if row is None else self._conversation_json(row)
 
     def _publish(self, row: Row) -> None:

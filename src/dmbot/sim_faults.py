@@ -1,8 +1,9 @@
 """What goes wrong in front of the API: injected faults and whole outages.
 
 A fault spoils the next matching requests (an error answer, a dropped connection, latency, a
-half body); an outage makes every API request hang or drop until `resume()`. A mixin of
-`Simulator`, which provides the lock and the closing event read here.
+half body); an outage makes every API request hang or drop until `resume()`. The plan has a
+lock of its own: nothing else reads its state, and every API request passes through it.
+`Simulator` closes it on `stop()`, releasing every hung request, and opens it on `start()`.
 """
 
 from __future__ import annotations
@@ -33,16 +34,15 @@ class Fault:
         return self.path is None or path == self.path or path.startswith(self.path + "/")
 
 
-class Faults:
+class FaultPlan:
     """Pending faults, oldest first, and the outage in force. Thread-safe."""
 
-    _lock: threading.RLock
-    _closing: threading.Event
-
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._answering = threading.Condition(self._lock)  # signalled on resume() and close()
         self._faults: list[Fault] = []
         self._outage: OutageMode | None = None
-        self._answering = threading.Condition(self._lock)
+        self._closed = False
 
     def inject_fault(
         self,
@@ -94,6 +94,17 @@ class Faults:
     def wait_while_hanging(self) -> OutageMode | None:
         """Block while the outage is "hang"; then the outage still in force ("drop") or None."""
         with self._answering:
-            while self._outage == "hang" and not self._closing.is_set():
+            while self._outage == "hang" and not self._closed:
                 self._answering.wait()
             return self._outage
+
+    def open(self) -> None:
+        """Serving (again): an outage hangs requests once more."""
+        with self._lock:
+            self._closed = False
+
+    def close(self) -> None:
+        """Release every hung request, and every one until `open()`: the simulator stops."""
+        with self._answering:
+            self._closed = True
+            self._answering.notify_all()

@@ -1,4 +1,4 @@
-"""Conversation rows and one account's inbox of them, ordered as Mastodon pages them.
+"""Conversation rows and each account's inbox of them, ordered as Mastodon pages them.
 
 A row is the server's `account_conversations` row: one per (owner, thread, exact set of other
 participants), ordered and paged by its `last_status_id` (then its own id).
@@ -7,9 +7,10 @@ participants), ordered and paged by its `last_status_id` (then its own id).
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import dataclass
 
-from dmbot.sim_model import SimAccount
+from dmbot.sim_model import SimAccount, SimStatus
 
 
 @dataclass(eq=False, kw_only=True)
@@ -76,3 +77,74 @@ class Inbox:
 
     def _first_at(self, bound: int | None) -> int:
         return len(self.order) if bound is None else bisect.bisect_left(self.order, (bound, -1))
+
+
+class Inboxes:
+    """Every account's inbox, and the rows each status is in.
+
+    Not locked: `DirectMessages`, which owns it, calls it under the simulator's lock.
+    """
+
+    def __init__(self) -> None:
+        self._inboxes: dict[str, Inbox] = {}
+        self._row_numbers = itertools.count(1)
+        self._rows_of_status: dict[int, list[Row]] = {}
+
+    def of(self, owner: SimAccount) -> Inbox:
+        """`owner`'s inbox; an empty one, not kept, before its first row."""
+        return self._inboxes.get(owner.id, Inbox())
+
+    def row(self, owner: SimAccount, conv_id: str | int) -> Row | None:
+        inbox = self._inboxes.get(owner.id)
+        if inbox is None or not str(conv_id).isdigit():
+            return None
+        return inbox.rows.get(int(conv_id))
+
+    def add(self, owner: SimAccount, status: SimStatus) -> Row | None:
+        """`AccountConversation.add_status`: find or create the row, append, set unread.
+
+        The row created or changed; None if it holds the status already.
+        """
+        people = {a.id for a in (status.author, *status.recipients)} - {owner.id}
+        others = tuple(sorted(people, key=int))
+        inbox = self._inboxes.setdefault(owner.id, Inbox())
+        sid = int(status.id)
+        unread = status.author is not owner
+        row = inbox.by_identity.get((status.thread, others))
+        if row is None:
+            row = Row(
+                id=next(self._row_numbers),
+                owner=owner,
+                thread=status.thread,
+                others=others,
+                status_ids=[sid],
+                unread=unread,
+            )
+            inbox.insert(row)
+        else:
+            at = bisect.bisect_left(row.status_ids, sid)
+            if at < len(row.status_ids) and row.status_ids[at] == sid:
+                return None
+            old = row.key
+            row.status_ids.insert(at, sid)
+            row.unread = unread
+            inbox.rekey(row, old)
+        self._rows_of_status.setdefault(sid, []).append(row)
+        return row
+
+    def remove(self, row: Row) -> None:
+        """Destroy a row; its statuses stay."""
+        self._inboxes[row.owner.id].remove(row)
+
+    def drop_status(self, sid: int) -> None:
+        """A status deleted for good: its rows drop it, move down, or vanish when left empty."""
+        for row in self._rows_of_status.pop(sid, []):
+            if not row.alive:
+                continue
+            inbox = self._inboxes[row.owner.id]
+            if row.status_ids == [sid]:
+                inbox.remove(row)
+                continue
+            old = row.key
+            row.status_ids.remove(sid)
+            inbox.rekey(row, old)

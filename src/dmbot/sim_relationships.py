@@ -1,7 +1,7 @@
 """What the owner knows of other accounts: relationship flags and user-level domain blocks.
 
-Data only: neither filters or drops a DM (see `dmbot.sim`). A mixin of `Simulator`, which
-provides the lock and accounts read here.
+Data only: neither filters or drops a DM (see `dmbot.sim`). `Simulator` hands the book its
+lock and the `AccountBook` whose accounts `relationships_json` answers for.
 """
 
 from __future__ import annotations
@@ -12,19 +12,19 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from dmbot.sim_accounts import AccountBook
 from dmbot.sim_json import relationship_json
 from dmbot.sim_model import Relationship, SimAccount, ascii_domain
 
 Json = dict[str, Any]
 
 
-class Relationships:
+class RelationshipBook:
     """Flags per (owner, other) and domain blocks per owner, oldest block first. Thread-safe."""
 
-    _lock: threading.RLock
-    _accounts: dict[str, SimAccount]
-
-    def __init__(self) -> None:
+    def __init__(self, lock: threading.RLock, accounts: AccountBook) -> None:
+        self._lock = lock
+        self._accounts = accounts
         self._relationships: dict[tuple[str, str], Relationship] = {}
         self._domain_blocks: dict[str, list[tuple[int, str]]] = {}
         self._block_numbers = itertools.count(1)
@@ -58,14 +58,13 @@ class Relationships:
         """`GET /api/v1/accounts/relationships`: one entry per known id, unknown ids dropped."""
         with self._lock:
             blocked = {d for _, d in self._domain_blocks.get(owner.id, [])}
-            found = [self._accounts[i] for i in dict.fromkeys(ids) if i in self._accounts]
             return [
                 relationship_json(
                     other,
                     self._relationships.get((owner.id, other.id), Relationship()),
                     other.domain in blocked,
                 )
-                for other in found
+                for other in self._accounts.known(dict.fromkeys(ids))
             ]
 
     def block_domain(self, owner: SimAccount, domain: str) -> None:
