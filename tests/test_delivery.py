@@ -208,10 +208,7 @@ def test_one_held_message_is_sent_as_itself() -> None:
 
 
 def test_per_rule_quiet_hours() -> None:
-    class NotifyWithQuietHours(Notify):  # what `Notify` gains once rules carry quiet hours
-        quiet_hours: QuietHours | None = None
-
-    nightly = NotifyWithQuietHours(rule="r", to=("phone",), quiet_hours=NIGHT)
+    nightly = Notify(rule="r", to=("phone",), quiet_hours=NIGHT)
     decisions = run([row(1, at=paris(2, 23), action=nightly), row(2, at=paris(2, 23))],
                     now=paris(2, 23))
     assert [type(d) for d in decisions] == [Hold, Send]

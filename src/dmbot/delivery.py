@@ -207,7 +207,7 @@ def _plan_notifier(
     if dropped:
         decisions.append(Drop(_ids(dropped), "quiet hours"))
     decisions.extend(Hold(_ids(group), until, "quiet hours") for until, group in held.items())
-    fmt = _body_format(config)
+    fmt = config.body_format
     if after_quiet:
         decisions.append(_send(_units(after_quiet), config, urls, QUIET_REASON, fmt))
 
@@ -282,17 +282,8 @@ def _ids(rows: Iterable[Pending]) -> tuple[int, ...]:
 
 
 def _quiet_hours(row: Pending, config: NotifierConfig) -> QuietHours | None:
-    """The rule's quiet hours if it has them, else the notifier's.
-
-    `Notify` has no `quiet_hours` field yet; this reads it once it does.
-    """
-    own = getattr(row.action, "quiet_hours", None)
-    return own if isinstance(own, QuietHours) else config.quiet_hours
-
-
-def _body_format(config: NotifierConfig) -> BodyFormat:
-    """The notifier's `body_format` ("text" or "markdown") once it has one; text until then."""
-    return "markdown" if getattr(config, "body_format", "text") == "markdown" else "text"
+    """The rule's quiet hours if it has them, else the notifier's."""
+    return row.action.quiet_hours or config.quiet_hours
 
 
 def _zone(name: str) -> tzinfo:
