@@ -85,7 +85,28 @@ class _Refusals:
 # -- SMTP --------------------------------------------------------------------------------
 
 
-class SmtpSink:
+class _Background:
+    """A receiver running in a background thread: `with Receiver() as r:` starts and stops it."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class SmtpSink(_Background):
     """An aiosmtpd server with plain-text AUTH (LOGIN/PLAIN without TLS, loopback only).
 
     Collects each accepted message parsed as an `EmailMessage`; `refuse_next(n, code)` makes
@@ -143,17 +164,6 @@ class SmtpSink:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(WAIT_SECONDS)
         self._loop.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     async def _serve(self) -> asyncio.Server:
         def protocol() -> SMTP:
@@ -214,7 +224,7 @@ class Request:
     json: Any
 
 
-class JsonReceiver:
+class JsonReceiver(_Background):
     """A ThreadingHTTPServer that records every request's JSON body and headers.
 
     Answers 200, or `fail_next(n, status)` times the given status (500 by default).
@@ -261,17 +271,6 @@ class JsonReceiver:
             self._server.shutdown()
             self._thread.join(WAIT_SECONDS)
         self._server.server_close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _handler(self) -> Callable[..., BaseHTTPRequestHandler]:
         receiver = self

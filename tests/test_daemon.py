@@ -12,7 +12,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from dmbot.app import open_app
+from dmbot.app import App, open_app
 from dmbot.clock import SystemClock
 from dmbot.daemon import Outage, run_cycle, serve
 from dmbot.logging import Redactor
@@ -47,6 +47,20 @@ def settings_for(sim: Simulator, tmp_path: Path) -> Settings:
     )
 
 
+async def stop_while_listing(
+    app: App, sim: Simulator, transport: SignallingTransport, latency: float, grace: float,
+    within: float = 10,
+) -> None:
+    """Serve, slow the next list request, and stop (as SIGTERM does) while it is in flight;
+    the loop must end `within` seconds."""
+    sim.inject_fault("latency", count=1, seconds=latency)
+    transport.listing.clear()  # starting up listed once, to learn the token's scopes
+    loop = asyncio.create_task(serve(app, install_signals=False, stop_grace=grace))
+    await asyncio.wait_for(transport.listing.wait(), timeout=10)
+    app.stopping.set()
+    await asyncio.wait_for(loop, timeout=within)
+
+
 @pytest.fixture
 async def transport() -> SignallingTransport:
     return SignallingTransport()  # created inside the test's event loop
@@ -60,12 +74,7 @@ async def test_stopping_during_a_slow_response_records_it_and_leaves_actions_que
     settings = settings_for(live_sim, tmp_path)
     async with open_app(settings, clock=SystemClock(), redactor=Redactor(), env={},
                         transport=transport) as app:
-        live_sim.inject_fault("latency", count=1, seconds=1.5)
-        transport.listing.clear()  # starting up listed once, to learn the token's scopes
-        loop = asyncio.create_task(serve(app, install_signals=False))
-        await asyncio.wait_for(transport.listing.wait(), timeout=10)
-        app.stopping.set()  # what SIGTERM does
-        await asyncio.wait_for(loop, timeout=10)
+        await stop_while_listing(app, live_sim, transport, latency=1.5, grace=7.0)
         # The response in flight was recorded; the action waits, durably, for the next start.
         assert app.store.cursor == live_sim.conversations(live_sim.owner)[0].last_status_id
         assert app.store.pending_count() == 1
@@ -84,12 +93,7 @@ async def test_a_cycle_stuck_past_the_grace_is_cancelled_and_loses_nothing(
     settings = settings_for(live_sim, tmp_path)
     async with open_app(settings, clock=SystemClock(), redactor=Redactor(), env={},
                         transport=transport) as app:
-        live_sim.inject_fault("latency", count=1, seconds=3)
-        transport.listing.clear()
-        loop = asyncio.create_task(serve(app, install_signals=False, stop_grace=0.2))
-        await asyncio.wait_for(transport.listing.wait(), timeout=10)
-        app.stopping.set()
-        await asyncio.wait_for(loop, timeout=2)
+        await stop_while_listing(app, live_sim, transport, latency=3.0, grace=0.2, within=2)
         assert app.store.cursor is None  # cancelled before anything was recorded
     assert live_sim.conversations(live_sim.owner)[0].unread
 
